@@ -1,0 +1,10 @@
+"""CLM detour, Base. Usage: python experiments/base_clm_detour/launch.py [key.sub=value ...]"""
+
+from pathlib import Path
+
+from mcbio.cluster import launch
+from mcbio.config import PretrainRunConfig
+from mcbio.pipelines.pretrain import run_pretraining_experiment
+
+if __name__ == "__main__":
+    raise SystemExit(launch(PretrainRunConfig, run_pretraining_experiment, Path(__file__).with_name("config.yaml")))

@@ -1,0 +1,195 @@
+"""Load a typed config: schema defaults <- cluster profile <- experiment YAML <- preset <- dotlist.
+
+Each source is merged on its own so that an error names the file (or the command line),
+the full key path and, for an unknown key, the keys that are valid there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence, TypeVar
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LIBRARY_PRESETS = Path(__file__).resolve().parent / "presets"
+PROFILE_DIR = REPO_ROOT / "slurm"
+
+# Keys that change where or how a run executes, not what it computes: left out of the hash.
+NON_SEMANTIC_KEYS = ("out_dir", "dry_run", "wait", "cluster", "resources", "tracking", "paths", "preset")
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the source and the key."""
+
+
+def _valid_keys(schema_node: Any, key_path: str) -> list[str]:
+    """Keys accepted under the parent of ``key_path`` in the structured schema."""
+    parent_path = key_path.rsplit(".", 1)[0] if "." in key_path else ""
+    node = OmegaConf.select(schema_node, parent_path) if parent_path else schema_node
+    if isinstance(node, DictConfig):
+        return sorted(str(k) for k in node.keys())
+    return []
+
+
+def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)  # type: ignore[return-value]
+    except ConfigKeyError as err:
+        key = err.full_key or err.key or "?"
+        valid = _valid_keys(base, str(key))
+        hint = f" Valid keys here: {', '.join(valid)}." if valid else ""
+        raise ConfigError(f"{source}: unknown config key '{key}'.{hint}") from None
+    except ValidationError as err:
+        msg = str(err.msg).splitlines()[0]
+        raise ConfigError(f"{source}: invalid value for '{err.full_key}': {msg}") from None
+    except OmegaConfBaseException as err:  # pragma: no cover - other OmegaConf errors
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and friends
+        raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def parse_dotlist(overrides: Sequence[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(
+                f"command line: override '{item}' is not of the form key.sub=value"
+            )
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"command line: cannot parse overrides: {err}") from None
+
+
+def find_preset(name: str, search_dirs: Iterable[Path]) -> Path:
+    candidates = [Path(d) / f"{name}.yaml" for d in search_dirs] + [LIBRARY_PRESETS / f"{name}.yaml"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    available = sorted({p.stem for d in [*search_dirs, LIBRARY_PRESETS] for p in Path(d).glob("*.yaml")})
+    raise ConfigError(f"unknown preset '{name}'. Available presets: {', '.join(available) or 'none'}")
+
+
+def find_profile(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    path = PROFILE_DIR / f"{name}.yaml"
+    if path.is_file():
+        return path
+    available = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    raise ConfigError(
+        f"resources.profile: unknown cluster profile '{name}' (looked for {path}). "
+        f"Available: {', '.join(available) or 'none'}"
+    )
+
+
+def validate_choices(obj: Any, path: str = "") -> None:
+    """Check every dataclass field declared with ``metadata['choices']``."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{path}.{f.name}" if path else f.name
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(
+                    f"invalid value for '{key}': {value!r}. Choose one of: {', '.join(map(str, choices))}"
+                )
+            validate_choices(value, key)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            validate_choices(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            validate_choices(v, f"{path}[{i}]")
+
+
+def load_config(
+    schema: type[T],
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> T:
+    """Build a ``schema`` instance from its defaults, a YAML file and dotlist overrides.
+
+    ``preset=NAME`` (in the file or on the command line) merges ``presets/NAME.yaml`` from
+    the experiment's folder, else from ``mcbio/config/presets``, between the file and the
+    command line. ``resources.profile`` names a cluster profile in ``slurm/`` whose keys
+    fill ``resources`` before the file is applied.
+    """
+    base = OmegaConf.structured(schema)
+    exp_dir = Path(config_file).resolve().parent if config_file else None
+    file_cfg = _load_yaml(Path(config_file)) if config_file else OmegaConf.create({})
+    cli_cfg = parse_dotlist(overrides)
+
+    # First pass: find the preset and the profile the sources ask for.
+    merged = _merge(base, file_cfg, str(config_file))
+    merged = _merge(merged, cli_cfg, "command line")
+    preset_cfg = OmegaConf.create({})
+    preset_name = OmegaConf.select(merged, "preset", default=None)
+    preset_path: Path | None = None
+    if preset_name:
+        preset_path = find_preset(str(preset_name), [exp_dir / "presets"] if exp_dir else [])
+        preset_cfg = _load_yaml(preset_path)
+        merged = _merge(merged, preset_cfg, str(preset_path))
+        merged = _merge(merged, cli_cfg, "command line")
+
+    profile_cfg = OmegaConf.create({})
+    if "resources" in base:
+        profile_path = find_profile(str(merged.resources.profile))
+        profile_cfg = OmegaConf.create({"resources": _load_yaml(profile_path)})
+        profile_source = str(profile_path)
+    # Second pass, in the documented order.
+    cfg = base
+    if "resources" in base:
+        cfg = _merge(cfg, profile_cfg, profile_source)
+    cfg = _merge(cfg, file_cfg, str(config_file))
+    if preset_path is not None:
+        cfg = _merge(cfg, preset_cfg, str(preset_path))
+    cfg = _merge(cfg, cli_cfg, "command line")
+
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot resolve config: {err}") from None
+    validate_choices(obj)
+    check = getattr(obj, "check", None)
+    if callable(check):
+        check()
+    return obj  # type: ignore[return-value]
+
+
+def to_container(cfg: Any) -> Any:
+    if dataclasses.is_dataclass(cfg):
+        return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(to_container(cfg)))
+
+
+def config_hash(cfg: Any, length: int = 12) -> str:
+    """Stable hash of what a run computes (placement, tracking and output keys excluded)."""
+    data = to_container(cfg)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in NON_SEMANTIC_KEYS}
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

@@ -1,0 +1,269 @@
+"""Typed configuration schemas.
+
+Every number of the recipe lives here with the paper's default (see DESIGN.md);
+experiment YAML files and dotlist overrides change them, code never hard-codes them.
+Fields whose value must be one of a fixed set carry ``metadata={"choices": ...}``;
+:func:`mcbio.config.loader.validate` checks them with the full key path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+def choice(default: Any, *choices: Any) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+# --------------------------------------------------------------------------- run-wide
+
+
+@dataclass
+class ClusterResources:
+    """What one job asks the scheduler for. Profiles in ``slurm/<profile>.yaml`` fill it."""
+
+    profile: str = "local"
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    # One task per GPU: each task is one Composer rank (see mcbio.cluster.distributed).
+    tasks_per_node: int = 1
+    cpus_per_task: int = 2
+    mem_gb: Optional[int] = None
+    timeout_min: int = 60
+    # Seconds before the time limit at which Slurm signals the job so it can checkpoint.
+    signal_delay_s: int = 120
+    # How many timeouts/preemptions submitit requeues before giving up.
+    max_requeues: int = 3
+    array_parallelism: int = 8
+    # Shell lines run before the job on the node (module load, conda activate, exports).
+    setup: List[str] = field(default_factory=list)
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    wandb: bool = True
+    project: str = "mcbio"
+    entity: Optional[str] = None
+    mode: str = choice("offline", "offline", "online", "disabled")
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    # Root of the public French biomedical data (QUAERO, MORFITT, E3C, ontologies).
+    shared_data: Optional[str] = "${oc.env:MCBIO_DATA,null}"
+    # Where runs go when ``out_dir`` is not given: ``<runs_root>/<name>[-<preset>]``.
+    runs_root: str = "runs"
+
+
+@dataclass
+class RunConfig:
+    """Keys every experiment has."""
+
+    name: str = "unnamed"
+    out_dir: Optional[str] = None
+    preset: Optional[str] = None
+    dry_run: bool = False
+    # ``auto`` picks Slurm when ``sbatch`` is on PATH, else submitit's local executor.
+    cluster: str = choice("auto", "auto", "local", "slurm")
+    # Wait for the job and print its result (local runs always wait).
+    wait: bool = True
+    resources: ClusterResources = field(default_factory=ClusterResources)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class ModelConfig:
+    """ModernBERT architecture (ModernCamemBERT Base by default)."""
+
+    # Local Hugging Face checkpoint to start from (ModernCamemBERT, CamemBERT...); None = random init.
+    init_from: Optional[str] = None
+    # Local tokenizer folder; None = use init_from's, else train a BPE tokenizer on the corpus.
+    tokenizer: Optional[str] = None
+    vocab_size: int = 32768
+    hidden_size: int = 768
+    num_hidden_layers: int = 22
+    num_attention_heads: int = 12
+    intermediate_size: int = 1152
+    max_position_embeddings: int = 8192
+    global_rope_theta: float = 160000.0
+    local_rope_theta: float = 10000.0
+    local_attention: int = 128
+    global_attn_every_n_layers: int = 3
+    attn_implementation: str = choice("sdpa", "sdpa", "eager", "flash_attention_2")
+    # How the 128-token local window behaves under causal attention:
+    # ``half``: the left half of the bidirectional window (64 tokens back), same receptive
+    # field per side as MLM; ``full``: 128 tokens back.
+    causal_local_window: str = choice("half", "half", "full")
+    # Packed documents never attend across their boundaries (both objectives).
+    document_masking: bool = True
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class PretrainDataConfig:
+    # JSONL file/folder or plain-text folder; None = the sample corpus shipped in mcbio/resources.
+    corpus: Optional[str] = None
+    # Pre-tokenised packed shards from the curation pipeline; when set, ``corpus`` is not read.
+    shards: Optional[str] = None
+    seq_len: int = 8192
+    # Cap on documents read from ``corpus`` (None = all).
+    max_documents: Optional[int] = None
+    # Documents used to train the BPE tokenizer when none is given (None = all).
+    tokenizer_train_max_documents: Optional[int] = None
+    num_workers: int = 0
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class OptimizerConfig:
+    """Composer's DecoupledAdamW."""
+
+    lr: float = 2.0e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1.0e-6
+    weight_decay: float = 1.0e-5
+    # Biases and normalisation weights get no weight decay.
+    exclude_bias_and_norm: bool = True
+
+
+@dataclass
+class PhaseConfig:
+    objective: str = choice("mlm", "clm", "mlm")
+    # Share of tokens masked (MLM only; must be 0 for CLM).
+    mlm_probability: float = 0.15
+    tokens: int = 1_000_000_000
+    schedule: str = choice("constant", "constant", "one_minus_sqrt", "linear")
+    # Peak LR of the phase; the schedule restarts at each phase, the optimizer state does not.
+    lr: float = 2.0e-4
+    # LR reached at the end of a decaying schedule.
+    final_lr: float = 2.0e-5
+    warmup_tokens: int = 0
+    # Layer indices frozen during this phase, as ranges "0-7" or single indices "11".
+    frozen_layers: List[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckpointConfig:
+    # Composer time string: "500ba", "1ep", ...
+    save_interval: str = "1000ba"
+    save_num_checkpoints_to_keep: int = 3
+
+
+@dataclass
+class TrainConfig:
+    # Global batch in sequences of ``data.seq_len`` tokens (384 x 8192 ~ 3.1M tokens/step).
+    global_batch_size: int = 384
+    # Sequences per device per forward pass; gradient accumulation is derived from it.
+    device_microbatch_size: int = 8
+    # amp_bf16 on GPU; CPU runs fall back to fp32.
+    precision: str = choice("amp_bf16", "amp_bf16", "fp32", "amp_fp16")
+    seed: int = 17
+    # Shared by the CLM run and its MLM control so both see the same data order.
+    data_seed: int = 42
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # Ordered phases (YAML mapping order). Named so presets can override one phase's keys.
+    phases: Dict[str, PhaseConfig] = field(default_factory=dict)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    parallelism: str = choice("ddp", "ddp", "fsdp")
+    log_interval: str = "1ba"
+    # Show Composer's progress bars.
+    progress_bar: bool = True
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class FinetuneConfig:
+    """The authors' fine-tuning harness defaults."""
+
+    epochs: int = 15
+    lr: float = 2.0e-5
+    batch_size: int = 4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 2048
+    max_length_multilabel: int = 4096
+    # Stop when the validation metric has not improved for this many epochs (None = never).
+    early_stopping_patience: Optional[int] = 3
+    # BCE positive weights = negatives / positives per label (multi-label tasks).
+    pos_weight: bool = True
+    # Inputs longer than the model's context: cut (as in the paper) or overlapping windows.
+    long_inputs: str = choice("truncate", "truncate", "sliding_window")
+    window_stride: int = 256
+    # Cap on training examples (None = all); smoke runs use it to stay fast.
+    max_train_examples: Optional[int] = None
+
+
+@dataclass
+class EvaluationConfig:
+    enabled: bool = True
+    tasks: List[str] = field(
+        default_factory=lambda: ["quaero_emea", "quaero_medline", "morfitt"]
+    )
+    seeds: List[int] = field(default_factory=lambda: list(range(42, 51)))
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class ReportConfig:
+    enabled: bool = True
+    decimal_comma: bool = False
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+@dataclass
+class PretrainRunConfig(RunConfig):
+    """Continued pretraining (phases) -> HF export -> fine-tuning evaluation -> table."""
+
+    name: str = "pretrain"
+    # Stages run in order by the job; later issues add standalone runners for each.
+    stages: List[str] = field(default_factory=lambda: ["pretrain", "export", "evaluate", "report"])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def check(self) -> None:
+        """Cross-field rules the types cannot express; raise ConfigError naming the key."""
+        from mcbio.config.loader import ConfigError
+
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise ConfigError(f"invalid value in 'stages': {stage!r}. Choose from: {', '.join(STAGES)}")
+        if "pretrain" in self.stages and not self.train.phases:
+            raise ConfigError("'train.phases' is empty: a pretraining run needs at least one phase")
+        for name, phase in self.train.phases.items():
+            key = f"train.phases.{name}"
+            if phase.objective == "clm" and phase.mlm_probability != 0.0:
+                raise ConfigError(f"'{key}.mlm_probability' must be 0.0 for a clm phase (no masking)")
+            if phase.objective == "mlm" and not 0.0 < phase.mlm_probability < 1.0:
+                raise ConfigError(f"'{key}.mlm_probability' must be in (0, 1) for an mlm phase")
+            if phase.tokens <= 0:
+                raise ConfigError(f"'{key}.tokens' must be positive")
+        if self.train.global_batch_size % self.train.device_microbatch_size:
+            raise ConfigError(
+                "'train.global_batch_size' must be a multiple of 'train.device_microbatch_size'"
+            )
+
+
+STAGES = ("pretrain", "export", "evaluate", "report")

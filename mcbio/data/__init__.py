@@ -1,0 +1,1 @@
+"""Corpora, tokenisation, packing into fixed-length sequences, curation, OntoBook."""

@@ -1,0 +1,1 @@
+"""Fine-tuning evaluation: tasks, loaders, heads, metrics, seeds."""

@@ -1,0 +1,1 @@
+"""ModernBERT attention switch, CLM/MLM objectives, layer freezing, HF build and export."""

@@ -1,0 +1,1 @@
+"""Job bodies: what a submitted job runs, stage by stage, from a typed config."""

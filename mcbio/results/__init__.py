@@ -1,0 +1,1 @@
+"""Result records, statistics, LaTeX tables, figures and the carbon account."""

@@ -1,0 +1,1 @@
+"""Composer trainer assembly: phases, optimizer groups, schedules, checkpoints."""
