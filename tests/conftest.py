@@ -1,0 +1,80 @@
+"""Shared fixtures: a tokenizer trained on the sample corpus, a tiny random ModernBERT, data paths.
+
+Nothing is downloaded: models are built here, data comes from the repo or ../shared/data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MCBIO_DATA", REPO.parent / "shared" / "data"))
+
+
+@functools.lru_cache(maxsize=1)
+def slurm_reachable() -> bool:
+    import subprocess
+
+    if not shutil.which("sbatch"):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def pytest_runtest_setup(item):
+    """Slurm tests skip without Slurm, except under CI=true where that is a failure."""
+    if "slurm" in item.keywords and not slurm_reachable():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but no Slurm is reachable (sbatch/sinfo): .ci/run must start it")
+        pytest.skip("no reachable Slurm (sbatch/sinfo); start one with .ci/start_slurm.sh")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set MCBIO_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from mcbio.data.corpus import iter_documents
+    from mcbio.data.tokenizer import train_bpe_tokenizer
+
+    return train_bpe_tokenizer((d.text for d in iter_documents()), vocab_size=1024)
+
+
+def build_tiny_modernbert(tokenizer, attn_implementation: str = "sdpa", seed: int = 0, **overrides):
+    """A tiny random ModernBERT (3 layers: layer 0 global, 1-2 sliding window of 16)."""
+    from mcbio.config.schema import ModelConfig
+    from mcbio.model.build import build_masked_lm
+
+    fields = dict(vocab_size=1024, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                  intermediate_size=48, max_position_embeddings=256, local_attention=16,
+                  attn_implementation=attn_implementation)
+    fields.update(overrides)
+    return build_masked_lm(ModelConfig(**fields), tokenizer, seed=seed).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(tiny_tokenizer):
+    return lambda **kw: build_tiny_modernbert(tiny_tokenizer, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny ModernBERT + tokenizer, loadable with AutoModel*.from_pretrained."""
+    from mcbio.model.export import export_hf
+
+    folder = tmp_path_factory.mktemp("tiny_hf")
+    torch.manual_seed(0)
+    export_hf(build_tiny_modernbert(tiny_tokenizer), tiny_tokenizer, folder)
+    return folder
