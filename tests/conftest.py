@@ -78,3 +78,26 @@ def tiny_hf_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     torch.manual_seed(0)
     export_hf(build_tiny_modernbert(tiny_tokenizer), tiny_tokenizer, folder)
     return folder
+
+
+def run_launcher(experiment: str, *overrides: str, timeout: int = 900):
+    """Run ``experiments/<experiment>/launch.py`` as a user would; fail with its output on error."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / experiment / "launch.py"), *overrides],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{experiment} launcher exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The README's smoke run (CLM phase, MLM phase, export, mini NER, table) in a temp run directory."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    run_launcher("base_clm_detour", "preset=smoke", f"out_dir={out}")
+    return out

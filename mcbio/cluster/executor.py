@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -23,33 +24,35 @@ def make_executor(
     cluster: str, resources: ClusterResources, folder: str | Path, job_name: str
 ) -> submitit.Executor:
     backend = resolve_cluster(cluster)
-    executor = submitit.AutoExecutor(
-        folder=str(folder), cluster=backend, slurm_max_num_timeout=resources.max_requeues
-    )
-    params: dict = dict(
-        name=job_name,
-        timeout_min=resources.timeout_min,
-        nodes=resources.nodes,
-        tasks_per_node=resources.tasks_per_node,
-        cpus_per_task=resources.cpus_per_task,
-    )
-    if resources.gpus_per_node:
-        params["gpus_per_node"] = resources.gpus_per_node
-    if resources.mem_gb:
-        params["mem_gb"] = resources.mem_gb
     if backend == "slurm":
-        slurm = dict(
-            slurm_partition=resources.partition,
-            slurm_account=resources.account,
-            slurm_qos=resources.qos,
-            slurm_constraint=resources.constraint,
-            slurm_signal_delay_s=resources.signal_delay_s,
-            slurm_array_parallelism=resources.array_parallelism,
-            slurm_setup=list(resources.setup) or None,
-            slurm_additional_parameters=dict(resources.additional_parameters) or None,
+        executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=resources.max_requeues)
+        params: dict = dict(
+            job_name=job_name,
+            time=max(1, math.ceil(resources.timeout_min)),  # sbatch takes whole minutes
+            nodes=resources.nodes,
+            ntasks_per_node=resources.tasks_per_node,
+            cpus_per_task=resources.cpus_per_task,
+            gpus_per_node=resources.gpus_per_node or None,
+            mem=f"{resources.mem_gb}GB" if resources.mem_gb else None,
+            partition=resources.partition,
+            account=resources.account,
+            qos=resources.qos,
+            constraint=resources.constraint,
+            signal_delay_s=resources.signal_delay_s,
+            array_parallelism=resources.array_parallelism,
+            setup=list(resources.setup) or None,
+            additional_parameters=dict(resources.additional_parameters) or None,
         )
-        params.update({k: v for k, v in slurm.items() if v is not None})
-    else:
-        params["local_setup"] = list(resources.setup)
-    executor.update_parameters(**params)
+        executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+        return executor
+    if resources.nodes > 1:
+        raise ValueError(f"cluster=local runs on one node, but resources.nodes={resources.nodes}")
+    executor = submitit.LocalExecutor(folder=str(folder), max_num_timeout=resources.max_requeues)
+    executor.update_parameters(
+        timeout_min=float(resources.timeout_min),  # fractions of a minute are fine locally
+        tasks_per_node=resources.tasks_per_node,
+        gpus_per_node=resources.gpus_per_node,
+        signal_delay_s=resources.signal_delay_s,
+        setup=list(resources.setup),
+    )
     return executor

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import submitit
 
 from mcbio.cluster.executor import make_executor, resolve_cluster
-from mcbio.cluster.job import Job
+from mcbio.cluster.job import Entry, Job
 from mcbio.config.loader import ConfigError, load_config, to_yaml
 from mcbio.config.schema import RunConfig
 
@@ -29,14 +29,14 @@ def resolve_out_dir(cfg: RunConfig) -> Path:
     return out
 
 
-def submit(entry: Callable[[T], Any], cfg: T) -> submitit.Job:
+def submit(entry: Entry, cfg: T) -> submitit.Job:
     out = resolve_out_dir(cfg)
     executor = make_executor(cfg.cluster, cfg.resources, out / "submitit", cfg.name)
     return executor.submit(Job(entry, cfg))
 
 
 def submit_array(
-    entry: Callable[[T], Any], cfgs: Sequence[T], folder: str | Path, name: str | None = None
+    entry: Entry, cfgs: Sequence[T], folder: str | Path, name: str | None = None
 ) -> list[submitit.Job]:
     """One array (Slurm) or batch (local) of jobs; cluster and resources come from ``cfgs[0]``."""
     if not cfgs:
@@ -73,8 +73,8 @@ def follow(job: submitit.Job, poll_s: float = 1.0) -> Any:
 
 def launch(
     schema: type[T],
-    entry: Callable[[T], Any],
-    config_file: str | Path,
+    entry: Entry,
+    config_file: str | Path | None,
     argv: Sequence[str] | None = None,
 ) -> int:
     """Load the experiment's config with command-line overrides, then run or submit it."""
