@@ -34,7 +34,8 @@ class ClusterResources:
     tasks_per_node: int = 1
     cpus_per_task: int = 2
     mem_gb: Optional[int] = None
-    timeout_min: int = 60
+    # Minutes; rounded up to whole minutes for Slurm.
+    timeout_min: float = 60
     # Seconds before the time limit at which Slurm signals the job so it can checkpoint.
     signal_delay_s: int = 120
     # How many timeouts/preemptions submitit requeues before giving up.
@@ -124,6 +125,14 @@ class PretrainDataConfig:
     max_documents: Optional[int] = None
     # Documents used to train the BPE tokenizer when none is given (None = all).
     tokenizer_train_max_documents: Optional[int] = None
+    # A document that does not fit what is left of a row is split, never truncated. The row
+    # may end up to this many tokens early (as padding) so that the cut falls at a paragraph
+    # or sentence end; 0 = strict no-padding packing, cuts exactly at row ends. 64 of 8192
+    # is at most 0.8 % padding per row (the packing stats report the measured fraction).
+    max_split_padding: int = 64
+    # Rows per shard file when packing ``corpus`` (4096 x 8192 uint16 x 2 = 128 MiB).
+    sequences_per_shard: int = 4096
+    # Data-loader worker processes per rank (rows are memory-mapped, workers only copy them).
     num_workers: int = 0
 
 
@@ -190,6 +199,25 @@ class TrainConfig:
 
 
 @dataclass
+class HpSearchConfig:
+    """Optional small grid searched on the validation split (DoctoBERT's protocol).
+
+    Empty lists keep the FinetuneConfig value; with any list set, every combination is
+    trained with the first seed, the best validation score picks the values, and every
+    seed is then trained with them.
+    """
+
+    lr: List[float] = field(default_factory=list)
+    batch_size: List[int] = field(default_factory=list)
+    warmup_ratio: List[float] = field(default_factory=list)
+    # Epochs per search trial (None = ``epochs``).
+    epochs: Optional[int] = None
+    # Seed of every trial, so that each array element finds the same values (and reuses
+    # the cached search of the first element that finished it).
+    seed: int = 42
+
+
+@dataclass
 class FinetuneConfig:
     """The authors' fine-tuning harness defaults."""
 
@@ -198,17 +226,35 @@ class FinetuneConfig:
     batch_size: int = 4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    # Input length for NER and single-label tasks, and for multi-label tasks; both are
+    # capped by the model's own context (512 for CamemBERT-like models, 8192 for ModernBERT).
     max_length: int = 2048
     max_length_multilabel: int = 4096
+    # Override of the model's context (None = read from its config and tokenizer).
+    max_context: Optional[int] = None
+    dropout: float = 0.1
     # Stop when the validation metric has not improved for this many epochs (None = never).
     early_stopping_patience: Optional[int] = 3
     # BCE positive weights = negatives / positives per label (multi-label tasks).
     pos_weight: bool = True
+    # Multi-label decision threshold on sigmoid outputs.
+    threshold: float = 0.5
     # Inputs longer than the model's context: cut (as in the paper) or overlapping windows.
     long_inputs: str = choice("truncate", "truncate", "sliding_window")
+    # Tokens shared by consecutive windows (sliding_window only).
     window_stride: int = 256
-    # Cap on training examples (None = all); smoke runs use it to stay fast.
+    # How window predictions of one example are combined (classification logits).
+    window_aggregation: str = choice("mean", "mean", "max")
+    # Batches of similar length (see mcbio.evaluate.batching); false = random batches.
+    length_bucketing: bool = True
+    bucket_batches: int = 50
+    eval_batch_size: int = 16
+    # auto = bf16 autocast on GPU, fp32 on CPU.
+    precision: str = choice("auto", "auto", "fp32", "bf16")
+    # Caps on examples (None = all); smoke runs and CI use them to stay fast.
     max_train_examples: Optional[int] = None
+    max_eval_examples: Optional[int] = None
+    hp_search: HpSearchConfig = field(default_factory=HpSearchConfig)
 
 
 @dataclass
@@ -260,10 +306,20 @@ class PretrainRunConfig(RunConfig):
                 raise ConfigError(f"'{key}.mlm_probability' must be in (0, 1) for an mlm phase")
             if phase.tokens <= 0:
                 raise ConfigError(f"'{key}.tokens' must be positive")
-        if self.train.global_batch_size % self.train.device_microbatch_size:
+        if self.data.max_split_padding < 0 or self.data.max_split_padding >= self.data.seq_len:
+            raise ConfigError("'data.max_split_padding' must be in [0, data.seq_len)")
+        gpus = self.resources.nodes * self.resources.gpus_per_node
+        if gpus and self.resources.tasks_per_node != self.resources.gpus_per_node:
             raise ConfigError(
-                "'train.global_batch_size' must be a multiple of 'train.device_microbatch_size'"
+                f"'resources.tasks_per_node'={self.resources.tasks_per_node} must equal "
+                f"'resources.gpus_per_node'={self.resources.gpus_per_node}: one task (Composer rank) per GPU"
             )
+        from mcbio.train.batching import BatchPlanError, plan_batch
+
+        try:
+            plan_batch(self.train.global_batch_size, self.train.device_microbatch_size, max(1, gpus))
+        except BatchPlanError as err:
+            raise ConfigError(str(err)) from None
 
 
 STAGES = ("pretrain", "export", "evaluate", "report")

@@ -22,9 +22,19 @@ def parse_layer_ranges(specs: list[str] | tuple[str, ...], num_layers: int) -> l
     return sorted(layers)
 
 
+def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The transformer blocks: ``model.layers`` (ModernBERT) or ``encoder.layer`` (BERT/RoBERTa/CamemBERT)."""
+    base = getattr(model, "base_model", model)
+    if hasattr(base, "layers"):
+        return base.layers
+    if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
+        return base.encoder.layer
+    raise TypeError(f"cannot find the encoder layers of {type(model).__name__}")
+
+
 def set_frozen_layers(model: torch.nn.Module, layers: list[int]) -> None:
     """``requires_grad=False`` for the listed encoder layers, True for every other parameter."""
-    encoder = model.model if hasattr(model, "model") else model
-    frozen = {id(p) for i in layers for p in encoder.layers[i].parameters()}
+    blocks = encoder_layers(model)
+    frozen = {id(p) for i in layers for p in blocks[i].parameters()}
     for param in model.parameters():
         param.requires_grad_(id(param) not in frozen)

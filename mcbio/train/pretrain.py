@@ -11,16 +11,17 @@ import torch
 from composer import Trainer
 from composer.utils import dist
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mcbio.config.schema import PretrainRunConfig
 from mcbio.data.corpus import iter_documents
-from mcbio.data.packing import PackedDataset, PackedSequences, pack_documents
+from mcbio.data.packing import BoundaryTokens
+from mcbio.data.shards import PackedShards, PackedStream, write_packed_shards
 from mcbio.data.tokenizer import load_tokenizer, train_bpe_tokenizer
 from mcbio.model.build import build_masked_lm
 from mcbio.tracking import composer_wandb_logger, configure_wandb_env
 from mcbio.train.composer_model import EncoderPretrainingModel
+from mcbio.train.batching import BatchPlan, plan_batch
 from mcbio.train.optim import build_optimizer
 from mcbio.train.phases import PhasedLRSchedule, PhaseSwitch, plan_phases
 
@@ -45,38 +46,47 @@ def prepare_tokenizer(cfg: PretrainRunConfig, out_dir: Path) -> PreTrainedTokeni
     return tokenizer
 
 
-def prepare_packed_data(cfg: PretrainRunConfig, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> PackedSequences:
-    """Packed shards from ``data.shards``, else tokenise and pack ``data.corpus`` once (cached)."""
+def prepare_packed_data(cfg: PretrainRunConfig, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> PackedShards:
+    """``data.shards``, else tokenise and pack ``data.corpus`` once into shards under the run (cached)."""
     if cfg.data.shards:
-        return PackedSequences.load(cfg.data.shards)
+        shards = PackedShards(cfg.data.shards)
+        if shards.seq_len != cfg.data.seq_len:
+            raise ValueError(f"data.shards: {cfg.data.shards} holds {shards.seq_len}-token rows but data.seq_len={cfg.data.seq_len}")
+        return shards
     cached = out_dir / "data" / f"packed-{cfg.data.seq_len}"
-    if (cached / "document_ids.npy").is_file():
-        return PackedSequences.load(cached)
+    if (cached / "index.json").is_file():
+        return PackedShards(cached)
     docs = iter_documents(cfg.data.corpus, cfg.data.max_documents)
-    token_lists = (tokenizer(d.text, add_special_tokens=True, verbose=False)["input_ids"] for d in tqdm(docs, desc="tokenising", unit="doc", mininterval=2))
-    packed = pack_documents(token_lists, cfg.data.seq_len, tokenizer.pad_token_id)
-    tmp = cached.with_suffix(".tmp")
-    packed.save(tmp)
-    tmp.replace(cached)
-    log.info("packed %d sequences of %d tokens (padding %.4f %%) -> %s",
-             len(packed.input_ids), cfg.data.seq_len, 100 * packed.padding_fraction, cached)
-    return PackedSequences.load(cached)
+    token_lists = (tokenizer(d.text, add_special_tokens=True, verbose=False)["input_ids"] for d in docs)
+    stats = write_packed_shards(
+        token_lists, cached, cfg.data.seq_len, tokenizer.pad_token_id,
+        sequences_per_shard=cfg.data.sequences_per_shard,
+        boundaries=BoundaryTokens.from_tokenizer(tokenizer) if cfg.data.max_split_padding else None,
+        max_split_padding=cfg.data.max_split_padding, overwrite=True,
+    )
+    log.info("packed %d documents into %d sequences of %d tokens (padding %.3f %%; cuts: %d paragraph, %d sentence, "
+             "%d mid-sentence; %d documents moved whole) -> %s", stats["documents"], stats["sequences"], cfg.data.seq_len,
+             100 * stats["padding_fraction"], stats["cuts_at_paragraph"], stats["cuts_at_sentence"],
+             stats["cuts_mid_sentence"], stats["documents_moved"], cached)
+    return PackedShards(cached)
 
 
-def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, packed: PackedSequences, out_dir: Path) -> Trainer:
-    world = dist.get_world_size()
+def batch_plan(cfg: PretrainRunConfig, world_size: int) -> BatchPlan:
+    plan = plan_batch(cfg.train.global_batch_size, cfg.train.device_microbatch_size, world_size)
+    log.info("batch: %s", plan.describe(cfg.data.seq_len))
+    return plan
+
+
+def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, shards: PackedShards, out_dir: Path) -> Trainer:
     train = cfg.train
-    if train.global_batch_size % world:
-        raise ValueError(f"train.global_batch_size={train.global_batch_size} is not divisible by {world} ranks")
-    per_device = train.global_batch_size // world
-    dataset = PackedDataset(packed)
-    if len(dataset) < train.global_batch_size:
-        raise ValueError(
-            f"only {len(dataset)} packed sequences of {cfg.data.seq_len} tokens, fewer than one global batch "
-            f"({train.global_batch_size}): use a larger corpus or a smaller train.global_batch_size / data.seq_len"
-        )
-    sampler = dist.get_sampler(dataset, shuffle=True, drop_last=True, seed=train.data_seed)
-    loader = DataLoader(dataset, batch_size=per_device, sampler=sampler, drop_last=True, num_workers=cfg.data.num_workers)
+    world = dist.get_world_size()
+    expected = cfg.resources.nodes * cfg.resources.gpus_per_node
+    if expected and torch.cuda.is_available() and world != expected:
+        raise RuntimeError(f"{world} ranks running but resources ask for {expected} GPUs (nodes x gpus_per_node)")
+    bplan = batch_plan(cfg, world)
+    stream = PackedStream(shards, train.global_batch_size, train.data_seed, dist.get_global_rank(), world)
+    loader = DataLoader(stream, batch_size=bplan.per_device, num_workers=cfg.data.num_workers,
+                        persistent_workers=cfg.data.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     tokens_per_batch = train.global_batch_size * cfg.data.seq_len
     plan = plan_phases(train.phases, tokens_per_batch)
@@ -86,7 +96,12 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, packed
     loggers = []
     if configure_wandb_env(cfg, out_dir):
         loggers.append(composer_wandb_logger(cfg, out_dir, "pretrain"))
-    log.info("phases: %s; %d batches of %d tokens", ", ".join(f"{p.name}={p.num_batches}ba" for p in plan), total_batches, tokens_per_batch)
+    log.info("phases: %s; %d batches of %d tokens; %.2f passes over %d packed sequences",
+             ", ".join(f"{p.name}={p.num_batches}ba" for p in plan), total_batches, tokens_per_batch,
+             stream.passes(total_batches), len(shards))
+    parallelism = None
+    if train.parallelism == "fsdp":
+        parallelism = {"fsdp": {"sharding_strategy": "FULL_SHARD", "mixed_precision": "DEFAULT", "use_orig_params": True}}
     return Trainer(
         model=model,
         train_dataloader=loader,
@@ -104,8 +119,8 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, packed
         autoresume=True,
         device="gpu" if on_gpu else "cpu",
         precision=train.precision if on_gpu else "fp32",
-        device_train_microbatch_size=min(train.device_microbatch_size, per_device),
-        parallelism_config={"fsdp": {}} if train.parallelism == "fsdp" else None,
+        device_train_microbatch_size=bplan.microbatch,
+        parallelism_config=parallelism,
         seed=train.seed,
         progress_bar=train.progress_bar,
         log_to_console=not train.progress_bar,
@@ -117,10 +132,15 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, packed
 def pretrain(cfg: PretrainRunConfig, out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, EncoderPretrainingModel]:
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = prepare_tokenizer(cfg, out_dir)
-    packed = prepare_packed_data(cfg, tokenizer, out_dir)
+    shards = prepare_packed_data(cfg, tokenizer, out_dir)
     hf_model = build_masked_lm(cfg.model, tokenizer, cfg.train.seed)
     model = EncoderPretrainingModel(hf_model, tokenizer, cfg.train.data_seed, cfg.model.causal_local_window, cfg.model.document_masking)
-    trainer = build_trainer(cfg, model, packed, out_dir)
-    trainer.fit()
+    trainer = build_trainer(cfg, model, shards, out_dir)
+    # A requeued or re-launched run whose checkpoint already reached max_duration has
+    # nothing left to train (Composer refuses such a fit); its weights are loaded.
+    if trainer.state.timestamp < trainer.state.max_duration:
+        trainer.fit()
+    else:
+        log.info("training already complete at %s: nothing to resume", trainer.state.timestamp.batch)
     trainer.close()
     return hf_model, tokenizer, model

@@ -1,0 +1,9 @@
+"""CLM detour, Large. Usage: python experiments/large_clm_detour/launch.py [key.sub=value ...]"""
+
+from pathlib import Path
+
+from mcbio.cluster import launch
+from mcbio.config import PretrainRunConfig
+
+if __name__ == "__main__":
+    raise SystemExit(launch(PretrainRunConfig, "mcbio.pipelines.pretrain:run_pretraining_experiment", Path(__file__).with_name("config.yaml")))
