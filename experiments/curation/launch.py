@@ -1,0 +1,10 @@
+"""biomed-fr-v2 curation. Usage: python experiments/curation/launch.py [key.sub=value ...]"""
+
+from pathlib import Path
+
+from mcbio.cluster import launch
+from mcbio.config.curation import CurationRunConfig
+from mcbio.pipelines.curation import run_curation_experiment
+
+if __name__ == "__main__":
+    raise SystemExit(launch(CurationRunConfig, run_curation_experiment, Path(__file__).with_name("config.yaml")))

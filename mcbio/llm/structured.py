@@ -1,0 +1,73 @@
+"""Validated generation: parse every answer, retry the failures, set aside what still fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Generic, List, Optional, TypeVar
+
+from mcbio.llm.backends import LLMBackend
+
+T = TypeVar("T")
+
+RETRY_NOTE = (
+    "\n\nYour previous answer was rejected: {error}\n"
+    "Answer again with only the JSON object described above."
+)
+
+
+@dataclass
+class StructuredResult(Generic[T]):
+    value: Optional[T] = None
+    # Why the last attempt failed; None when ``value`` is set.
+    error: Optional[str] = None
+    attempts: int = 0
+    # Every raw answer, in attempt order.
+    raw: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def generate_structured(
+    backend: LLMBackend,
+    prompts: List[str],
+    parse: Callable[[str], T],
+    json_schema: Optional[dict],
+    max_retries: int,
+    task: Optional[str] = None,
+    retry_feedback: bool = True,
+) -> List[StructuredResult[T]]:
+    """Generate, parse and retry only the failing prompts up to ``max_retries`` times.
+
+    ``parse`` raises ValueError for a malformed answer; such answers never raise here,
+    they come back with ``error`` set. With ``retry_feedback`` a retry prompt carries the
+    rejection reason, so greedy decoding does not just repeat the same answer.
+    """
+    results: List[StructuredResult[T]] = [StructuredResult() for _ in prompts]
+    pending = list(range(len(prompts)))
+    for _ in range(max_retries + 1):
+        if not pending:
+            break
+        batch = []
+        for i in pending:
+            prompt = prompts[i]
+            if retry_feedback and results[i].error:
+                prompt += RETRY_NOTE.format(error=results[i].error)
+            batch.append(prompt)
+        answers = backend.generate(batch, json_schema=json_schema, task=task)
+        if len(answers) != len(batch):
+            raise RuntimeError(f"backend '{backend.name}' returned {len(answers)} answers for {len(batch)} prompts")
+        still_failing = []
+        for i, answer in zip(pending, answers):
+            res = results[i]
+            res.attempts += 1
+            res.raw.append(answer)
+            try:
+                res.value = parse(answer)
+                res.error = None
+            except (ValueError, TypeError, KeyError) as err:
+                res.error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
+                still_failing.append(i)
+        pending = still_failing
+    return results
