@@ -12,7 +12,13 @@ from mcbio.results.records import ResultRecord
 LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}"}
 
 
+class Latex(str):
+    """Text that is already LaTeX: :func:`escape` leaves it alone (headers with math, units)."""
+
+
 def escape(text: str) -> str:
+    if isinstance(text, Latex):
+        return str(text)
     return "".join(LATEX_SPECIALS.get(c, c) for c in text)
 
 
@@ -70,3 +76,85 @@ def write_table(text: str, path: str | Path) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+
+
+
+def _cell_value(cell) -> float | None:
+    if isinstance(cell, tuple):
+        return cell[0]
+    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+        return float(cell)
+    return None
+
+
+def booktabs_table(
+    header: list[str],
+    rows: list[tuple[str, list]],
+    caption: str,
+    label: str,
+    decimals: int = 1,
+    decimal_comma: bool = False,
+    bold_best: str | None = "max",
+    best_columns: list[int] | None = None,
+    midrule_before: tuple[int, ...] = (),
+    notes: list[str] | tuple[str, ...] = (),
+    column_align: str | None = None,
+) -> str:
+    """A booktabs table; ``header[0]`` names the row labels, ``header[1:]`` the data columns.
+
+    A cell is a number, a ``(mean, std)`` pair, a pre-formatted LaTeX string, or None
+    ("--"). With ``bold_best`` = ``max``/``min``, the best numeric cell(s) of each row among
+    ``best_columns`` (default: all) are bold; ties are all bold. ``notes`` go under the
+    table (already LaTeX, e.g. the t-test line). ``midrule_before`` lists row indices
+    preceded by a rule (e.g. the Average row).
+    """
+    ncols = len(header) - 1
+    for label_text, cells in rows:
+        if len(cells) != ncols:
+            raise ValueError(f"table '{label}': row '{label_text}' has {len(cells)} cells, header has {ncols}")
+    align = column_align or ("l" + "r" * ncols)
+    lines = [
+        r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+        " & ".join(escape(h) for h in header) + r" \\", r"\midrule",
+    ]
+    considered = set(range(ncols) if best_columns is None else best_columns)
+    for i, (row_label, cells) in enumerate(rows):
+        if i in midrule_before and i > 0:
+            lines.append(r"\midrule")
+        numeric = {j: _cell_value(c) for j, c in enumerate(cells) if j in considered and _cell_value(c) is not None}
+        best = None
+        if bold_best and len(numeric) > 1:
+            best = max(numeric.values()) if bold_best == "max" else min(numeric.values())
+            best = round(best, decimals)
+        texts = []
+        for j, cell in enumerate(cells):
+            if cell is None:
+                text = "--"
+            elif isinstance(cell, str):
+                text = cell
+            elif isinstance(cell, tuple):
+                text = fmt(cell[0], decimals, decimal_comma) + r" {\scriptsize $\pm$ " + fmt(cell[1], decimals, decimal_comma) + "}"
+            else:
+                text = fmt(float(cell), decimals, decimal_comma)
+            if best is not None and j in numeric and round(numeric[j], decimals) == best:
+                text = r"\textbf{" + text + "}"
+            texts.append(text)
+        lines.append(" & ".join([escape(row_label)] + texts) + r" \\")
+    lines.append(r"\bottomrule")
+    lines.append(r"\end{tabular}")
+    for note in notes:
+        lines.append(r"\par\smallskip{\footnotesize " + note + "}")
+    lines += [r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def latex_document(tables: list[str]) -> str:
+    """A standalone article wrapping tables: what the pdflatex test compiles."""
+    body = "\n\\clearpage\n".join(tables)
+    return "\n".join([
+        r"\documentclass{article}", r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
+        r"\usepackage{booktabs}", r"\begin{document}", body, r"\end{document}", "",
+    ])

@@ -9,7 +9,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from mcbio.config.loader import REPO_ROOT
 
@@ -80,3 +80,125 @@ def read_records(paths: str | Path | Iterable[str | Path]) -> list[ResultRecord]
                 except (json.JSONDecodeError, TypeError) as err:
                     raise ValueError(f"{file}:{line_no}: not a result record ({err})") from None
     return records
+
+
+def unique_records(records: Iterable[ResultRecord]) -> list[ResultRecord]:
+    """One record per :meth:`ResultRecord.key` (the latest wins), in key order."""
+    latest: dict[tuple, ResultRecord] = {}
+    for rec in sorted(records, key=lambda r: r.timestamp):
+        latest[rec.key()] = rec
+    return [latest[k] for k in sorted(latest, key=lambda k: tuple(map(str, k)))]
+
+
+@dataclass
+class RunRecord:
+    """One pretraining run's compute, the input of the carbon table."""
+
+    model: str
+    config_hash: str
+    gpu_hours: float
+    num_gpus: int
+    wall_s: float
+    gpu_type: str
+    commit: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+
+
+def read_run_records(paths: str | Path | Iterable[str | Path]) -> list[RunRecord]:
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out = []
+    for file in _jsonl_files(paths):
+        for line_no, row in _iter_json_lines(file):
+            try:
+                out.append(RunRecord(**row))
+            except TypeError as err:
+                raise ValueError(f"{file}:{line_no}: not a run record ({err})") from None
+    return out
+
+
+def _jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.jsonl")))
+        elif p.is_file():
+            files.append(p)
+    return files
+
+
+def _iter_json_lines(file: Path) -> Iterator[tuple[int, dict]]:
+    with open(file, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{file}:{line_no}: invalid JSON ({err.msg})") from None
+
+
+class ResultStore:
+    """The ``results/`` folder: evaluation records, run records, references, tables, figures.
+
+    ``records/<experiment>.jsonl`` hold at most one record per key (model, task, seed,
+    metric, config hash, split): :meth:`add` takes an exclusive lock on ``.lock``, reads
+    the keys already stored and appends only new ones in one write, so concurrent array
+    jobs never lose or duplicate a record, and a re-launched grid adds nothing twice.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.records_dir = self.root / "records"
+        self.runs_dir = self.root / "runs"
+        self.reference_dir = self.root / "reference"
+        self.tables_dir = self.root / "tables"
+        self.figures_dir = self.root / "figures"
+
+    def _locked_append(self, file: Path, rows: list[dict], key_of) -> int:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                seen = {key_of(row) for _, row in _iter_json_lines(file)} if file.exists() else set()
+                new = []
+                for row in rows:
+                    k = key_of(row)
+                    if k not in seen:
+                        seen.add(k)
+                        new.append(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                if new:
+                    with open(file, "a", encoding="utf-8") as handle:
+                        handle.write("".join(new))
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                return len(new)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def add(self, records: Iterable[ResultRecord], experiment: str) -> int:
+        """Store records under ``records/<experiment>.jsonl``; return how many were new."""
+        rows = [asdict(r) for r in records]
+        return self._locked_append(
+            self.records_dir / f"{experiment}.jsonl", rows,
+            lambda row: (row["model"], row["task"], row["seed"], row["metric"], row["config_hash"], row["split"]),
+        )
+
+    def add_run(self, run: RunRecord, experiment: str) -> int:
+        return self._locked_append(
+            self.runs_dir / f"{experiment}.jsonl", [asdict(run)], lambda row: (row["model"], row["config_hash"])
+        )
+
+    def records(self, experiment: str | None = None) -> list[ResultRecord]:
+        if experiment is not None:
+            path = self.records_dir / f"{experiment}.jsonl"
+            return read_records(path) if path.exists() else []
+        return read_records(self.records_dir) if self.records_dir.exists() else []
+
+    def reference_records(self) -> list[ResultRecord]:
+        return read_records(self.reference_dir) if self.reference_dir.exists() else []
+
+    def runs(self) -> list[RunRecord]:
+        return read_run_records(self.runs_dir) if self.runs_dir.exists() else []

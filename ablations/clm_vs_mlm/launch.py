@@ -1,0 +1,11 @@
+"""Ablation grid 'clm_vs_mlm' as one job array. Usage: python ablations/clm_vs_mlm/launch.py [key.sub=value ...]
+
+Re-running it submits only the cells that have not finished (missing, failed or changed).
+"""
+
+from pathlib import Path
+
+from mcbio.pipelines.grid import launch_grid
+
+if __name__ == "__main__":
+    raise SystemExit(launch_grid(Path(__file__).with_name("grid.yaml")))

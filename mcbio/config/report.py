@@ -1,0 +1,126 @@
+"""Typed config of the report: which records feed which table, and the carbon constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from mcbio.config.schema import RunConfig
+
+
+@dataclass
+class CarbonConfig:
+    """Table 5 constants: H100 SXM TDP, data-centre PUE, grid intensity (France, g CO2eq/kWh)."""
+
+    tdp_w: float = 700.0
+    pue: float = 1.2
+    grid_g_per_kwh: float = 34.0
+
+
+@dataclass
+class ModelPair:
+    """Two models compared task by task: ``a - b`` (e.g. CLM detour minus MLM control)."""
+
+    label: str = ""
+    a: str = ""
+    b: str = ""
+
+
+@dataclass
+class MainTableConfig:
+    # Column order (record model names); empty = every model found, sorted.
+    models: List[str] = field(default_factory=list)
+    # Task order; empty = every task found, sorted.
+    tasks: List[str] = field(default_factory=list)
+    # Put the published value (results/reference) beside each reproduced model.
+    show_reference: bool = True
+    # Reproduced model -> its name in the reference records.
+    reference_names: Dict[str, str] = field(default_factory=lambda: {
+        "base_clm_detour": "ModernCamemBERT-bio-base", "large_clm_detour": "ModernCamemBERT-bio-large"})
+
+
+@dataclass
+class LengthStatsConfig:
+    tasks: List[str] = field(default_factory=list)
+    # Tokenizer label -> local tokenizer folder.
+    tokenizers: Dict[str, str] = field(default_factory=dict)
+    split: str = "test"
+    # The context of 512-token models: the table reports the share of examples above it.
+    threshold: int = 512
+
+
+@dataclass
+class LayerChangeConfig:
+    enabled: bool = False
+    # HF folder of the starting checkpoint (e.g. ModernCamemBERT-base).
+    start: Optional[str] = None
+    # Run label -> HF folders at the end of each phase, in order (e.g. clm: [end_phase1, end_phase2]).
+    runs: Dict[str, List[str]] = field(default_factory=dict)
+    # A UTF-8 text file, one passage per line; None = the first passages of the sample corpus.
+    texts: Optional[str] = None
+    max_texts: int = 32
+    max_length: int = 256
+    seed: int = 0
+
+
+@dataclass
+class UpsamplingBucket:
+    """Articles whose share of (edu >= 7 and cont >= 7) paragraphs lies in [low, high] (percent)."""
+
+    low: float = 0.0
+    high: float = 0.0
+    factor: float = 0.0
+
+
+def _default_buckets() -> List[UpsamplingBucket]:
+    return [UpsamplingBucket(0, 0, 0.0), UpsamplingBucket(1, 25, 4.3), UpsamplingBucket(26, 50, 8.5),
+            UpsamplingBucket(51, 75, 12.8), UpsamplingBucket(76, 99, 21.3), UpsamplingBucket(100, 100, 34.1)]
+
+
+@dataclass
+class MixConfig:
+    """The planned training mix (biomed-fr-v2): used when curation statistics give no token counts."""
+
+    total_tokens: int = 10_000_000_000
+    shares: Dict[str, float] = field(default_factory=lambda: {
+        "curated_articles": 0.70, "ontology_textbooks": 0.20, "emea": 0.06, "e3c": 0.04})
+
+
+@dataclass
+class ReportRunConfig(RunConfig):
+    """Regenerate every table and figure under ``<results_dir>/tables`` and ``figures``."""
+
+    name: str = "report"
+    # The results store (relative paths are from the repository root).
+    results_dir: str = "results"
+    # Experiments (records/<name>.jsonl) feeding the main, CLM/MLM and gain views; empty = all.
+    experiments: List[str] = field(default_factory=list)
+    # Table 1: table name -> ablation grid name (its records/<grid>.jsonl).
+    ablation_grids: Dict[str, str] = field(default_factory=dict)
+    main: MainTableConfig = field(default_factory=MainTableConfig)
+    # Table 4: one block per pair (Base, Large).
+    clm_vs_mlm: List[ModelPair] = field(default_factory=list)
+    # The per-task gain figure: a - b per task.
+    gain: ModelPair = field(default_factory=ModelPair)
+    carbon: CarbonConfig = field(default_factory=CarbonConfig)
+    lengths: LengthStatsConfig = field(default_factory=LengthStatsConfig)
+    # JSON written by the curation pipeline (fidelity scores, mix tokens, upsampling counts).
+    curation_stats: Optional[str] = None
+    mix: MixConfig = field(default_factory=MixConfig)
+    upsampling: List[UpsamplingBucket] = field(default_factory=_default_buckets)
+    layer_change: LayerChangeConfig = field(default_factory=LayerChangeConfig)
+    # Only each task's paper metric (records with extra.primary); false = every metric.
+    primary_only: bool = True
+    scale: float = 100.0
+    decimals: int = 1
+    decimal_comma: bool = False
+    confidence: float = 0.95
+
+    def check(self) -> None:
+        from mcbio.config.loader import ConfigError
+
+        if not 0 < self.confidence < 1:
+            raise ConfigError("'confidence' must be in (0, 1)")
+        for i, pair in enumerate(self.clm_vs_mlm):
+            if not pair.a or not pair.b:
+                raise ConfigError(f"'clm_vs_mlm[{i}]' needs both 'a' and 'b' model names")

@@ -1,0 +1,58 @@
+"""Figures (matplotlib, Agg backend): per-task gain, layer change. Saved as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, stem: str | Path) -> list[Path]:
+    """``<stem>.png`` and ``<stem>.pdf``, each written to a temporary name then renamed."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        target = stem.with_name(f"{stem.name}.{ext}")
+        tmp = stem.with_name(f".{stem.name}.{ext}.tmp")
+        fig.savefig(tmp, format=ext, dpi=200, bbox_inches="tight")
+        tmp.replace(target)
+        paths.append(target)
+    plt.close(fig)
+    return paths
+
+
+def gain_figure(gains: Mapping[str, float], a: str, b: str, stem: str | Path, unit: str = "F1 points") -> list[Path]:
+    """One bar per task: score(a) - score(b); the dashed line is the mean gain."""
+    if not gains:
+        raise ValueError(f"gain figure: '{a}' and '{b}' share no task")
+    tasks = sorted(gains, key=lambda t: gains[t], reverse=True)
+    vals = [gains[t] for t in tasks]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(tasks) + 1.5), 3.2))
+    ax.bar(range(len(tasks)), vals, color=["#2a7ab0" if v >= 0 else "#c0504d" for v in vals])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.axhline(sum(vals) / len(vals), color="gray", linestyle="--", linewidth=0.8, label=f"mean {sum(vals) / len(vals):+.2f}")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right")
+    ax.set_ylabel(f"{a} - {b} ({unit})")
+    ax.legend(frameon=False)
+    return save_figure(fig, stem)
+
+
+def layer_change_figure(weight_change: Mapping[str, Sequence[float]], cka: Mapping[str, Sequence[float]],
+                        stem: str | Path) -> list[Path]:
+    """Left: relative weight change per layer; right: 1 - linear CKA to the start, per layer."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    for name, values in weight_change.items():
+        left.plot(range(len(values)), values, marker="o", markersize=3, label=name)
+    for name, values in cka.items():
+        right.plot(range(len(values)), [1 - v for v in values], marker="o", markersize=3, label=name)
+    left.set_ylabel(r"$\|W - W_0\|_F / \|W_0\|_F$")
+    right.set_ylabel("1 - linear CKA to start")
+    for ax in (left, right):
+        ax.set_xlabel("layer")
+        ax.legend(frameon=False, fontsize=7)
+    return save_figure(fig, stem)
