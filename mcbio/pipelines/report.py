@@ -142,7 +142,11 @@ def generate_report(cfg: ReportRunConfig) -> dict:
     mix_tokens = (stats or {}).get("mix") or {k: v * cfg.mix.total_tokens for k, v in cfg.mix.shares.items()}
     emit("training_mix", lambda: mix_table(mix_tokens, "Training mix composition", "tab:mix", planned=not (stats or {}).get("mix"),
                                            decimal_comma=cfg.decimal_comma))
-    buckets = (stats or {}).get("upsampling") or [dict(low=b.low, high=b.high, factor=b.factor) for b in cfg.upsampling]
+    articles = (stats or {}).get("upsampling_articles", {})
+    buckets = (stats or {}).get("upsampling") or [
+        dict(low=b.low, high=b.high, factor=b.factor, **({"articles": articles.get(float(b.factor), 0)} if articles else {}))
+        for b in cfg.upsampling
+    ]
     emit("upsampling", lambda: upsampling_table(buckets, "Quality-ratio upsampling coefficients", "tab:upsampling",
                                                 cfg.decimal_comma))
 

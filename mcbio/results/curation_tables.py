@@ -21,6 +21,31 @@ from mcbio.results.latex import booktabs_table, fmt
 FIDELITY_LEVELS = (0.99, 0.95, 0.90, 0.80, 0.50)
 
 
+def _from_curation_pipeline(data: dict) -> dict:
+    """Map the curation pipeline's own ``curation_stats.json`` (mcbio.data.curation.stats)
+    onto the forms above: fidelity shares -> counts, mixed tokens per group, and the number
+    of articles per upsampling factor (``upsampling_articles``: {factor: articles})."""
+    out = dict(data)
+    fid = data.get("fidelity")
+    if isinstance(fid, dict) and "passages" in fid:
+        total = int(fid["passages"])
+        out["fidelity"] = {"total": total, "at_least": {
+            str(lvl): round(float(fid[f">={round(100 * lvl)}%"]) * total) for lvl in FIDELITY_LEVELS}}
+    mix = data.get("mix")
+    if isinstance(mix, dict) and "groups" in mix:
+        out["mix"] = {group: float(g["tokens_mixed"]) for group, g in mix["groups"].items()}
+    counts: dict[float, int] = {}
+    for stage in data.get("stages", []):
+        for step in stage.get("steps", []):
+            for key, value in step.get("extra", {}).items():
+                if key.startswith("articles_factor/"):
+                    factor = float(key.split("/", 1)[1])
+                    counts[factor] = counts.get(factor, 0) + int(value)
+    if counts:
+        out["upsampling_articles"] = counts
+    return out
+
+
 def load_curation_stats(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -31,7 +56,7 @@ def load_curation_stats(path: str | Path) -> dict:
         raise ValueError(f"{path}: invalid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level must be an object")
-    return data
+    return _from_curation_pipeline(data)
 
 
 def fidelity_shares(block: Mapping, where: str = "fidelity") -> tuple[int, dict[float, float]]:
@@ -80,15 +105,18 @@ def mix_table(tokens_by_source: Mapping[str, float], caption: str, label: str, p
 
 def upsampling_table(buckets: Sequence[Mapping], caption: str, label: str, decimal_comma: bool = False) -> str:
     """Quality-ratio buckets -> upsampling factor, with article/token counts when the curation gives them."""
-    has_counts = any("articles" in b for b in buckets)
+    has_articles = any("articles" in b for b in buckets)
+    has_tokens = any("tokens" in b for b in buckets)
     rows = []
     for b in buckets:
         low, high = float(b["low"]), float(b["high"])
         span = f"{low:g} %" if low == high else f"{low:g}--{high:g} %"
         factor = "excluded" if float(b["factor"]) == 0 else fmt(float(b["factor"]), 1, decimal_comma) + r"$\times$"
         cells = [factor]
-        if has_counts:
-            cells += [str(b.get("articles", "--")), fmt(float(b.get("tokens", 0)) / 1e6, 1, decimal_comma)]
+        if has_articles:
+            cells.append(str(b.get("articles", "--")))
+        if has_tokens:
+            cells.append(fmt(float(b["tokens"]) / 1e6, 1, decimal_comma) if "tokens" in b else "--")
         rows.append((span, cells))
-    header = ["Quality ratio", "Upsampling"] + (["Articles", "Tokens (M)"] if has_counts else [])
+    header = ["Quality ratio", "Upsampling"] + (["Articles"] if has_articles else []) + (["Tokens (M)"] if has_tokens else [])
     return booktabs_table(header, rows, caption, label, bold_best=None)

@@ -44,12 +44,26 @@ def check_outputs(out_dir: Path, summary: dict) -> dict:
     return stats
 
 
+def stats_articles(stats: dict) -> int:
+    step = next(s for st in stats["stages"] for s in st["steps"] if s["step"] == "quality_upsample")
+    return int(sum(v for k, v in step["extra"].items() if k.startswith("articles_factor/")))
+
+
 @pytest.mark.shared_data
 def test_curation_end_to_end_local(shared_data, tmp_path):
     cfg = small_config(shared_data, tmp_path / "run")
     summary = run_curation_experiment(cfg)
     stats = check_outputs(tmp_path / "run", summary)
     assert stats["classifier"]["labelled"] > 0  # half the passages labelled by the distilled classifier
+    # The report reads this statistics file as written (producer/consumer contract).
+    from mcbio.results.curation_tables import fidelity_table, load_curation_stats, mix_table
+
+    report_stats = load_curation_stats(tmp_path / "run" / "curation_stats.json")
+    fidelity = fidelity_table(report_stats, "Fidelity", "tab:fid")
+    assert f"All & {stats['fidelity']['passages']} & 100.0" in fidelity
+    mix = mix_table(report_stats["mix"], "Mix", "tab:mix", planned=False)
+    assert "articles" in mix and "e3c" in mix
+    assert sum(report_stats["upsampling_articles"].values()) == stats_articles(stats)
     # A rerun skips the finished tasks and gives the same shards.
     first = (tmp_path / "run" / "shards" / "index.json").read_text()
     run_curation_experiment(cfg)
