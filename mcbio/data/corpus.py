@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from mcbio.jsonl import iter_jsonl
+
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "resources" / "sample_corpus"
 TEXT_KEYS = ("text", "content", "abstract")
 
@@ -24,20 +26,13 @@ class CorpusError(ValueError):
 
 
 def _iter_jsonl(path: Path) -> Iterator[Document]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CorpusError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-            text = next((row[k] for k in TEXT_KEYS if isinstance(row.get(k), str)), None)
-            if text is None:
-                raise CorpusError(f"{path}:{line_no}: no text field (expected one of {', '.join(TEXT_KEYS)})")
-            doc_id = str(row.get("id", f"{path.stem}:{line_no}"))
-            meta = {k: v for k, v in row.items() if k not in ("id", "text", "source")}
-            yield Document(doc_id, text, str(row.get("source", path.stem)), meta)
+    for line_no, row in iter_jsonl(path, CorpusError):
+        text = next((row[k] for k in TEXT_KEYS if isinstance(row.get(k), str)), None) if isinstance(row, dict) else None
+        if text is None:
+            raise CorpusError(f"{path}:{line_no}: no text field (expected one of {', '.join(TEXT_KEYS)})")
+        doc_id = str(row.get("id", f"{path.stem}:{line_no}"))
+        meta = {k: v for k, v in row.items() if k not in ("id", "text", "source")}
+        yield Document(doc_id, text, str(row.get("source", path.stem)), meta)
 
 
 def _iter_json_document(path: Path) -> Iterator[Document]:

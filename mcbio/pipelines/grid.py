@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from mcbio.jsonl import iter_jsonl
 from mcbio.config.grid import GridCellConfig, GridRunConfig
 from mcbio.config.loader import REPO_ROOT, ConfigError, config_hash, load_config, to_yaml
 from mcbio.results.records import ResultStore, RunRecord, git_commit, read_records
@@ -111,17 +112,10 @@ def _annotated_rows(source: Path) -> Iterator[tuple[Path, int, dict]]:
     if not files:
         raise FileNotFoundError(f"selection: no .jsonl files under {source}")
     for file in files:
-        with open(file, encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{file}:{line_no}: invalid JSON ({err.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ValueError(f"{file}:{line_no}: a passage needs a string 'text' field")
-                yield file, line_no, row
+        for line_no, row in iter_jsonl(file):
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise ValueError(f"{file}:{line_no}: a passage needs a string 'text' field")
+            yield file, line_no, row
 
 
 def select_passages(cfg, source: Path) -> tuple[list[dict], dict[str, int]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from mcbio.config.loader import REPO_ROOT
+from mcbio.jsonl import iter_jsonl
 
 
 @dataclass
@@ -71,14 +72,11 @@ def read_records(paths: str | Path | Iterable[str | Path]) -> list[ResultRecord]
         files.extend(sorted(p.rglob("*.jsonl")) if p.is_dir() else [p])
     records = []
     for file in files:
-        with open(file, encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(ResultRecord(**json.loads(line)))
-                except (json.JSONDecodeError, TypeError) as err:
-                    raise ValueError(f"{file}:{line_no}: not a result record ({err})") from None
+        for line_no, row in iter_jsonl(file):
+            try:
+                records.append(ResultRecord(**row))
+            except TypeError as err:
+                raise ValueError(f"{file}:{line_no}: not a result record ({err})") from None
     return records
 
 
