@@ -1,0 +1,127 @@
+"""User-declared YAML tasks run end to end; task registry errors; long inputs (truncate vs windows)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from mcbio.config.evaluation import EvaluateRunConfig
+from mcbio.config.loader import ConfigError, load_config
+from mcbio.config.schema import FinetuneConfig
+from mcbio.evaluate.encoding import encode_ner, encode_texts
+from mcbio.evaluate.tasks import get_task, load_task_file
+from mcbio.results.records import ResultStore
+
+CONFIG = "experiments/evaluate/config.yaml"
+WORDS = "patient douleur traitement dose cancer tumeur fièvre toux rein foie coeur poumon".split()
+
+
+def write_jsonl(path, n, seed):
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for _ in range(n):
+            words = rng.choices(WORDS, k=rng.randint(5, 30))
+            labels = sorted({w for w in words if w in ("cancer", "fièvre", "rein")}) or ["autre"]
+            handle.write(json.dumps({"texte": " ".join(words), "codes": labels}, ensure_ascii=False) + "\n")
+
+
+@pytest.fixture()
+def task_file(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 40), ("dev", 16), ("test", 16)):
+        write_jsonl(data / f"{split}.jsonl", n, seed=len(split))
+    file = tmp_path / "tasks.yaml"
+    file.write_text(
+        "toy_codes:\n  type: multi_label\n  format: jsonl\n  root: data\n"
+        "  splits: {train: train.jsonl, dev: dev.jsonl, test: test.jsonl}\n"
+        "  text_field: texte\n  label_field: codes\n",
+        encoding="utf-8",
+    )
+    return file
+
+
+def test_yaml_declared_task_runs_and_writes_records(task_file, tiny_hf_dir, tmp_path):
+    from mcbio.pipelines.evaluate import evaluate_all
+
+    spec = load_task_file(task_file)["toy_codes"]
+    assert spec.root == str(task_file.parent / "data") and spec.primary_metric == "micro_f1"
+    cfg = load_config(EvaluateRunConfig, CONFIG, [
+        f"model.path={tiny_hf_dir}", "model.name=tiny", f"task_files=[{task_file}]", "tasks=[toy_codes]",
+        "seeds=[42,43]", f"results_dir={tmp_path / 'results'}", f"out_dir={tmp_path / 'run'}",
+        "finetune.epochs=2", "finetune.lr=1e-3", "finetune.batch_size=8", "finetune.max_length=64",
+        "finetune.max_length_multilabel=64", "finetune.window_stride=16", "cluster=local", "tracking.wandb=false",
+    ])
+    summary = evaluate_all(cfg)
+    assert summary == {"elements": 2, "records_added": 4}
+    records = ResultStore(tmp_path / "results").records("evaluate")
+    assert {(r.task, r.seed, r.metric) for r in records} == {("toy_codes", s, m) for s in (42, 43) for m in ("micro_f1", "macro_f1")}
+    primary = [r for r in records if r.extra["primary"]]
+    assert [r.metric for r in primary] == ["micro_f1", "micro_f1"]
+    assert all(0.0 <= r.value <= 1.0 and r.extra["best_epoch"] in (1, 2) and r.extra["train_time_s"] > 0 for r in records)
+    assert records[0].extra["sizes"] == {"train": 40, "dev": 16, "test": 16}
+    # A second launch finds every record and trains nothing.
+    assert evaluate_all(cfg) == {"elements": 0, "records_added": 0}
+
+
+def test_task_declaration_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("t:\n  type: ner\n  format: jsonl\n  splits: {train: a, dev: b, test: c}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: task 't': format 'jsonl' is read as classification"):
+        load_task_file(bad)
+    bad.write_text("t:\n  type: ner\n  labels_field: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['labels_field'\]"):
+        load_task_file(bad)
+
+
+def test_paper_task_without_data_says_where_to_put_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"task 'fracco_30': train split not found at .*fracco/top30/train\.jsonl.*not distributed"):
+        get_task("fracco_30").path("train", str(tmp_path))
+    with pytest.raises(KeyError, match="unknown task 'nope'"):
+        get_task("nope")
+
+
+def test_sliding_windows_cover_long_inputs_that_truncation_cuts(tiny_hf_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_hf_dir)
+    text = " ".join(WORDS * 10)
+    cut = encode_texts(tok, [text, "court"], [0, 1], max_length=32, long_inputs="truncate")
+    windows = encode_texts(tok, [text, "court"], [0, 1], max_length=32, long_inputs="sliding_window", stride=8)
+    assert len(cut) == 2 and len(cut[0].input_ids) == 32
+    assert len(windows) > 3 and [f.example for f in windows].count(1) == 1
+    assert all(f.target == 0 for f in windows if f.example == 0)
+    words = WORDS * 10
+    sentence = [(words, ["B-X" if w == "cancer" else "O" for w in words])]
+    labels = {"O": 0, "B-X": 1}
+    seen_cut = {w for f in encode_ner(tok, sentence, labels, 32) for w in f.word_index if w >= 0}
+    seen_win = {w for f in encode_ner(tok, sentence, labels, 32, "sliding_window", 8) for w in f.word_index if w >= 0}
+    assert len(seen_cut) < len(words) and seen_win == set(range(len(words)))
+
+
+def test_sliding_window_classifier_trains_and_aggregates(task_file, tiny_hf_dir):
+    from mcbio.evaluate.run import evaluate_task
+
+    spec = load_task_file(task_file)["toy_codes"]
+    cfg = FinetuneConfig(epochs=1, lr=1e-3, batch_size=8, max_length=16, max_length_multilabel=16,
+                         long_inputs="sliding_window", window_stride=4)
+    res = evaluate_task(str(tiny_hf_dir), spec, 42, cfg, None)
+    assert set(res["metrics"]) == {"micro_f1", "macro_f1"} and res["max_length"] == 16
+    assert res["sizes"]["test"] == 16
+
+
+def test_hp_search_picks_the_best_validation_point_and_is_cached(task_file, tiny_hf_dir, tmp_path, monkeypatch):
+    import mcbio.evaluate.run as run_mod
+
+    spec = load_task_file(task_file)["toy_codes"]
+    cfg = FinetuneConfig(epochs=1, batch_size=8, max_length=32, max_length_multilabel=32, window_stride=8)
+    cfg.hp_search.lr = [1e-2, 1e-7]
+    splits = run_mod.read_splits(spec, None, cfg)
+    found = run_mod.search_hyperparameters(str(tiny_hf_dir), spec, splits, cfg, "cpu", tmp_path)
+    assert [t["params"] for t in found["trials"]] == [{"lr": 1e-2}, {"lr": 1e-7}]
+    assert found["best"] == max(found["trials"], key=lambda t: t["dev_score"])["params"]
+    # Another element of the same array reads the cached search instead of training again.
+    monkeypatch.setattr(run_mod, "finetune", lambda *a, **k: pytest.fail("search was not cached"))
+    assert run_mod.search_hyperparameters(str(tiny_hf_dir), spec, splits, cfg, "cpu", tmp_path) == found
