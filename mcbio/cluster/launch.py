@@ -45,8 +45,11 @@ def submit_array(
         resolve_out_dir(cfg)
     first = cfgs[0]
     executor = make_executor(first.cluster, first.resources, Path(folder), name or first.name)
+    slots = None
+    if resolve_cluster(first.cluster) == "local":
+        slots = (str(Path(folder).resolve() / "slots"), max(1, first.resources.array_parallelism))
     with executor.batch():
-        jobs = [executor.submit(Job(entry, cfg)) for cfg in cfgs]
+        jobs = [executor.submit(Job(entry, cfg, slots)) for cfg in cfgs]
     return jobs
 
 

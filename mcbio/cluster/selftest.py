@@ -65,6 +65,13 @@ def count(cfg: SelfTestConfig) -> dict:
     return state
 
 
+def timed_count(cfg: SelfTestConfig) -> dict:
+    """``count`` with wall-clock start and end, to see whether jobs overlapped."""
+    started = time.time()
+    state = count(cfg)
+    return {**state, "started": started, "finished": time.time()}
+
+
 if __name__ == "__main__":
     from mcbio.cluster.launch import launch
 

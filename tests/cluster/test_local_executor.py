@@ -49,3 +49,13 @@ def test_launch_waits_for_a_local_job_and_echoes_its_log(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "on local" in out and "done:" in out
+
+
+def test_local_array_respects_its_parallelism(tmp_path):
+    # Three 2-second jobs with one slot run one after another, never overlapping.
+    cfgs = [local_cfg(tmp_path, cell=i, steps=2, step_seconds=1.0, **{"resources.array_parallelism": 1,
+                                                                       "out_dir": tmp_path / f"c{i}"})
+            for i in range(3)]
+    jobs = submit_array("mcbio.cluster.selftest:timed_count", cfgs, tmp_path / "submitit")
+    spans = sorted((r["started"], r["finished"]) for r in (j.result() for j in jobs))
+    assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
