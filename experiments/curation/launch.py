@@ -4,7 +4,6 @@ from pathlib import Path
 
 from mcbio.cluster import launch
 from mcbio.config.curation import CurationRunConfig
-from mcbio.pipelines.curation import run_curation_experiment
 
 if __name__ == "__main__":
-    raise SystemExit(launch(CurationRunConfig, run_curation_experiment, Path(__file__).with_name("config.yaml")))
+    raise SystemExit(launch(CurationRunConfig, "mcbio.pipelines.curation:run_curation_experiment", Path(__file__).with_name("config.yaml")))

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from mcbio.cluster import launch
 from mcbio.config.ontobook import OntobookRunConfig
-from mcbio.pipelines.ontobook import run_ontobook
 
 if __name__ == "__main__":
-    raise SystemExit(launch(OntobookRunConfig, run_ontobook, Path(__file__).with_name("config.yaml")))
+    raise SystemExit(launch(OntobookRunConfig, "mcbio.pipelines.ontobook:run_ontobook", Path(__file__).with_name("config.yaml")))
