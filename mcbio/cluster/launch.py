@@ -70,7 +70,8 @@ def follow(job: submitit.Job, poll_s: float = 1.0) -> Any:
             stream.write(chunk.decode("utf-8", errors="replace"))
             stream.flush()
         if done:
-            return job.result()
+            # One result per task (one task per GPU); rank 0's stands for the run.
+            return job.results()[0] if job.num_tasks > 1 else job.result()
         time.sleep(poll_s)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from composer import Trainer
@@ -24,8 +26,36 @@ from mcbio.train.composer_model import EncoderPretrainingModel
 from mcbio.train.batching import BatchPlan, plan_batch
 from mcbio.train.optim import build_optimizer
 from mcbio.train.phases import PhasedLRSchedule, PhaseSwitch, plan_phases
+from mcbio.train.replicas import ReplicaConsistency
 
 log = logging.getLogger(__name__)
+
+# torch's own default; Composer's Trainer would use 300 s, which can cut off the ranks
+# waiting while rank 0 trains the tokenizer or packs the corpus (see rank_zero_first).
+PROCESS_GROUP_TIMEOUT_S = 1800.0
+
+
+def training_device() -> str:
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Global rank 0 runs the block, then the other ranks (which find its cached outputs).
+
+    Every rank of a multi-task job shares the run directory (one file system across
+    nodes), so the tokenizer and the packed data are built once, by rank 0, instead of
+    by all ranks at once into the same folders. Needs the process group (see pretrain).
+    """
+    if dist.get_world_size() == 1:
+        yield
+        return
+    first = dist.get_global_rank() == 0
+    if not first:
+        dist.barrier()
+    yield
+    if first:
+        dist.barrier()
 
 
 def prepare_tokenizer(cfg: PretrainRunConfig, out_dir: Path) -> PreTrainedTokenizerBase:
@@ -93,6 +123,9 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, shards
     total_batches = plan[-1].end_batch
     optimizer = build_optimizer(model, train.optimizer)
     on_gpu = torch.cuda.is_available()
+    callbacks: list = [PhaseSwitch(plan)]
+    if world > 1 and train.parallelism != "fsdp":  # FSDP ranks hold different shards by design
+        callbacks.append(ReplicaConsistency(out_dir / "replicas"))
     loggers = []
     if configure_wandb_env(cfg, out_dir):
         loggers.append(composer_wandb_logger(cfg, out_dir, "pretrain"))
@@ -109,7 +142,7 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, shards
         optimizers=optimizer,
         schedulers=[PhasedLRSchedule(plan, train.optimizer.lr)],
         step_schedulers_every_batch=True,
-        callbacks=[PhaseSwitch(plan)],
+        callbacks=callbacks,
         loggers=loggers,
         run_name=cfg.name,
         save_folder=str(out_dir / "checkpoints"),
@@ -117,7 +150,7 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, shards
         save_num_checkpoints_to_keep=train.checkpoint.save_num_checkpoints_to_keep,
         save_overwrite=False,
         autoresume=True,
-        device="gpu" if on_gpu else "cpu",
+        device=training_device(),
         precision=train.precision if on_gpu else "fp32",
         device_train_microbatch_size=bplan.microbatch,
         parallelism_config=parallelism,
@@ -131,8 +164,12 @@ def build_trainer(cfg: PretrainRunConfig, model: EncoderPretrainingModel, shards
 
 def pretrain(cfg: PretrainRunConfig, out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, EncoderPretrainingModel]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = prepare_tokenizer(cfg, out_dir)
-    shards = prepare_packed_data(cfg, tokenizer, out_dir)
+    # The process group is formed here rather than by the Trainer (which then reuses it),
+    # so that the ranks of a multi-task job can wait for rank 0's data preparation.
+    dist.initialize_dist(training_device(), timeout=PROCESS_GROUP_TIMEOUT_S)
+    with rank_zero_first():
+        tokenizer = prepare_tokenizer(cfg, out_dir)
+        shards = prepare_packed_data(cfg, tokenizer, out_dir)
     hf_model = build_masked_lm(cfg.model, tokenizer, cfg.train.seed)
     model = EncoderPretrainingModel(hf_model, tokenizer, cfg.train.data_seed, cfg.model.causal_local_window, cfg.model.document_masking)
     trainer = build_trainer(cfg, model, shards, out_dir)
