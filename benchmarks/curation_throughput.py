@@ -3,12 +3,20 @@
 Usage: python benchmarks/curation_throughput.py [--data ../shared/data] [--docs 300]
 Prints documents/s and tokens/s (regex token estimate) per stage; the rules extractor
 stands in for the LLM so that passages exist (its time is reported separately).
+
+``--mix-pack-docs N`` instead measures the mix_pack stage alone on a synthetic curated
+folder of N short documents (four groups, articles with the paper's upsampling factors):
+peak RSS of a fresh process running the stage, over its RSS once imports are done, and time.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
+import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,11 +38,88 @@ def timed(label, fn, n_docs, n_tokens):
     return out
 
 
+MIX_GROUP_DOCS = {"articles": 0.55, "ontobook": 0.25, "emea": 0.12, "e3c": 0.08}
+ARTICLE_FACTORS = (4.3, 8.5, 12.8, 21.3, 34.1)
+
+
+def write_synthetic_curated(folder: Path, n_docs: int, words_per_doc: int, seed: int = 0) -> int:
+    """curated/<group>/0000k.jsonl.gz as the select stage writes them; returns the raw token count."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    vocab = [f"mot{i}" for i in range(5000)] + ["patient", "traitement", "diagnostic", "la", "de", "et", "le"]
+    total = 0
+    for group, frac in MIX_GROUP_DOCS.items():
+        n = int(n_docs * frac)
+        (folder / group).mkdir(parents=True, exist_ok=True)
+        for part in range(2):
+            with gzip.open(folder / group / f"{part:05d}.jsonl.gz", "wt", encoding="utf-8") as out:
+                for i in range(part, n, 2):
+                    k = int(rng.integers(words_per_doc // 2, words_per_doc * 3 // 2))
+                    text = " ".join(vocab[j] for j in rng.integers(0, len(vocab), k)) + "."
+                    factor = float(ARTICLE_FACTORS[i % len(ARTICLE_FACTORS)]) if group == "articles" else 1.0
+                    meta = {"mix_group": group, "n_tokens": k + 1, "upsample_factor": factor}
+                    out.write(json.dumps({"text": text, "id": f"{group}/{i}", "metadata": meta}) + "\n")
+                    total += k + 1
+    return total
+
+
+def _mix_pack_child(curated: str, out_dir: str, tokenizer: str, total_tokens: int, queue) -> None:
+    import mcbio.data.shards  # noqa: F401  (the stage's imports count as the baseline, not as its memory)
+    import mcbio.data.tokenizer  # noqa: F401
+    from mcbio.config.curation import MixConfig, PackConfig
+    from mcbio.data.curation.stages import MixPackStep
+
+    step = MixPackStep(curated, out_dir, MixConfig(total_tokens=total_tokens),
+                       PackConfig(tokenizer=tokenizer, seq_len=512, sequences_per_shard=1024))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    report = step.mix_and_pack()
+    queue.put({"seconds": time.perf_counter() - t0, "base_kb": base,
+               "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               "copies": sum(g["copies"] for g in report["groups"].values()),
+               "tokens_packed": report["tokens_packed"],
+               "shares": {g: round(v["share_mixed"], 4) for g, v in report["groups"].items()}})
+
+
+def bench_mix_pack(n_docs: int, words_per_doc: int, mix_ratio: float) -> None:
+    import multiprocessing as mp
+
+    from mcbio.data.tokenizer import train_bpe_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        curated = Path(tmp) / "curated"
+        raw = write_synthetic_curated(curated, n_docs, words_per_doc)
+        sample = (json.loads(line)["text"] for line in gzip.open(curated / "articles" / "00000.jsonl.gz", "rt"))
+        tok = train_bpe_tokenizer((t for _, t in zip(range(2000), sample)), vocab_size=8000)
+        tok.save_pretrained(Path(tmp) / "tok")
+        total = int(raw * mix_ratio)
+        print(f"mix_pack on {n_docs} synthetic documents, {raw} raw tokens, mix target {total} tokens")
+        ctx = mp.get_context("spawn")  # a fresh interpreter: its peak RSS is the stage's alone
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_mix_pack_child, args=(str(curated), str(Path(tmp) / "out"),
+                                                           str(Path(tmp) / "tok"), total, queue))
+        proc.start()
+        res = queue.get()
+        proc.join()
+    print(f"  time               {res['seconds']:8.1f} s  ({res['copies'] / res['seconds']:.0f} copies/s)")
+    print(f"  peak RSS           {res['peak_kb'] / 1024:8.1f} MiB")
+    print(f"  RSS after imports  {res['base_kb'] / 1024:8.1f} MiB")
+    print(f"  stage's own peak   {(res['peak_kb'] - res['base_kb']) / 1024:8.1f} MiB")
+    print(f"  copies {res['copies']}, tokens packed {res['tokens_packed']}, shares {res['shares']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.environ.get("MCBIO_DATA", "../shared/data"))
     ap.add_argument("--docs", type=int, default=300)
+    ap.add_argument("--mix-pack-docs", type=int, default=0, help="only benchmark mix_pack on this many synthetic docs")
+    ap.add_argument("--mix-pack-words", type=int, default=40, help="mean words per synthetic document")
+    ap.add_argument("--mix-pack-ratio", type=float, default=2.0, help="mix target = this x the raw tokens")
     args = ap.parse_args()
+    if args.mix_pack_docs:
+        bench_mix_pack(args.mix_pack_docs, args.mix_pack_words, args.mix_pack_ratio)
+        return
     folder = Path(args.data) / "e3c_fr_unlabeled" / "layer3_journal"
     reader = build_reader("e3c", SourceConfig(path=str(folder), format="e3c_json", limit=args.docs))
     counter = TokenCounter()

@@ -188,6 +188,9 @@ class MixConfig:
     # Absent groups: renormalise the others' shares (with a warning) instead of failing.
     renormalize_missing: bool = True
     seed: int = 42
+    # Documents held at once to shuffle the streamed mix locally: the stage's memory is bounded
+    # by this (and the packer's shard buffer), not by the corpus. 1 = no local shuffle.
+    shuffle_buffer: int = 10_000
 
 
 @dataclass
@@ -253,6 +256,8 @@ class CurationRunConfig(RunConfig):
                 raise ConfigError(f"'mix.shares.{key}': unknown group. Choose from: {', '.join(MIX_GROUPS)}")
             if value < 0:
                 raise ConfigError(f"'mix.shares.{key}' must be >= 0")
+        if self.mix.shuffle_buffer < 1:
+            raise ConfigError(f"'mix.shuffle_buffer' must be >= 1 (got {self.mix.shuffle_buffer})")
         if abs(sum(self.mix.shares.values()) - 1.0) > 1e-6:
             raise ConfigError(f"'mix.shares' must sum to 1 (got {sum(self.mix.shares.values()):.4f})")
         up = self.upsampling

@@ -7,7 +7,7 @@ import gzip
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, List
 
 from datatrove.pipeline.base import PipelineStep
 
@@ -16,18 +16,28 @@ from mcbio.data.curation.stats import write_json_atomic
 log = logging.getLogger(__name__)
 
 
+def jsonl_files(folder: Path) -> List[Path]:
+    return sorted(folder.rglob("*.jsonl*"))
+
+
+def iter_jsonl_rows(path: Path):
+    """``(line number, object)`` of one JsonlWriter file (gzipped or not)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+
+
 def iter_jsonl_docs(folder: Path):
     """Documents written by datatrove's JsonlWriter (``*.jsonl.gz``), in sorted file order."""
-    for path in sorted(folder.rglob("*.jsonl*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+    for path in jsonl_files(folder):
+        for _, row in iter_jsonl_rows(path):
+            yield row
 
 
 class DistilStep(PipelineStep):
@@ -60,6 +70,51 @@ class DistilStep(PipelineStep):
         yield from ()
 
 
+def _curated_doc(path: Path, line_no: int, row: dict):
+    """(group, MixDoc with the text as payload) of one curated row; bad fields name file and line."""
+    from mcbio.data.curation.mix import MixDoc
+
+    where = f"{path}:{line_no}"
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise ValueError(f"{where}: a curated document needs a 'text' string")
+    meta = row.get("metadata") or {}
+    try:
+        tokens = int(meta.get("n_tokens") or len(row["text"].split()))
+        factor = float(meta.get("upsample_factor", 1.0))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: metadata 'n_tokens' / 'upsample_factor' are not numbers") from None
+    if tokens < 0 or not factor >= 0:
+        raise ValueError(f"{where}: negative 'n_tokens' ({tokens}) or 'upsample_factor' ({factor})")
+    # The id seeds the document's copy draw; without one, its place in the curated folder does.
+    key = str(row["id"]) if row.get("id") is not None else f"{path.name}:{line_no}"
+    return meta.get("mix_group", "articles"), MixDoc(key, tokens, factor, row["text"])
+
+
+class CuratedGroups:
+    """The curated folder read group by group, streaming: a first pass tallies each group's
+    tokens and notes which files hold it, so that later passes read only those files."""
+
+    def __init__(self, folder: Path) -> None:
+        from mcbio.data.curation.mix import GroupTally
+
+        self.tallies: Dict[str, GroupTally] = {}
+        self.files: Dict[str, List[Path]] = {}
+        for path in jsonl_files(folder):
+            for line_no, row in iter_jsonl_rows(path):
+                group, doc = _curated_doc(path, line_no, row)
+                self.tallies.setdefault(group, GroupTally()).add(doc.tokens, doc.factor)
+                files = self.files.setdefault(group, [])
+                if not files or files[-1] != path:
+                    files.append(path)
+
+    def open(self, group: str):
+        for path in self.files.get(group, ()):
+            for line_no, row in iter_jsonl_rows(path):
+                g, doc = _curated_doc(path, line_no, row)
+                if g == group:
+                    yield doc
+
+
 class MixPackStep(PipelineStep):
     """Mix the curated groups by token share, tokenise, and pack into the pretraining shards."""
 
@@ -77,7 +132,7 @@ class MixPackStep(PipelineStep):
         yield from ()
         self.mix_and_pack()
 
-    def _tokenizer(self, texts: List[str]):
+    def _tokenizer(self, texts: Iterable[str]):
         from mcbio.data.tokenizer import load_tokenizer, train_bpe_tokenizer
 
         if self.pack_cfg.tokenizer:
@@ -89,33 +144,47 @@ class MixPackStep(PipelineStep):
         return tok
 
     def mix_and_pack(self) -> dict:
+        """Stream the mix into the shards: memory holds the shuffle buffer, never the corpus."""
+        import numpy as np
         from tqdm import tqdm
 
-        from mcbio.data.curation.mix import PoolDoc, plan_mix
+        from mcbio.data.curation.mix import StreamingMix
         from mcbio.data.shards import write_packed_shards
 
-        texts: Dict[str, List[str]] = {}
-        pools: Dict[str, List[PoolDoc]] = {}
-        for row in iter_jsonl_docs(Path(self.curated_dir)):
-            meta = row.get("metadata") or {}
-            group = meta.get("mix_group", "articles")
-            texts.setdefault(group, []).append(row["text"])
-            pools.setdefault(group, []).append(PoolDoc(int(meta.get("n_tokens") or len(row["text"].split())),
-                                                       float(meta.get("upsample_factor", 1.0))))
+        curated = CuratedGroups(Path(self.curated_dir))
         m = self.mix_cfg
-        plan, report = plan_mix(pools, dict(m.shares), m.total_tokens, m.seed, m.renormalize_missing)
-        used = sorted({(g, i) for g, i in plan})
-        tokenizer = self._tokenizer([texts[g][i] for g, i in used])
-        ids = {}
-        for g, i in tqdm(used, desc="tokenise", unit="doc"):
-            ids[(g, i)] = tokenizer(texts[g][i], add_special_tokens=True, verbose=False)["input_ids"]
+        # The spool holds token ids of documents awaiting later copy rounds; removed when done.
+        mix = StreamingMix(curated.open, curated.tallies, dict(m.shares), m.total_tokens, m.seed,
+                           m.renormalize_missing, buffer_size=m.shuffle_buffer,
+                           spool_dir=Path(self.out_dir) / "mix_spool")
+        # Lazy: read (a third pass) only when a tokenizer is trained on the mixed documents.
+        tokenizer = self._tokenizer(mix.used_payloads())
+        id_dtype = np.uint16 if len(tokenizer) <= 2**16 else np.int32
+
+        def tokenise(texts: List[str]) -> List[np.ndarray]:
+            ids = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+            return [np.asarray(x, dtype=id_dtype) for x in ids]
+
+        mix.prepare = tokenise
+        packed = {"tokens": 0, "documents": 0}
+
+        def token_lists():
+            expected = int(round(sum(mix.expected_copies.values())))
+            for _, ids in tqdm(mix, desc="mix", unit="doc", total=expected, mininterval=2):
+                packed["tokens"] += len(ids)
+                packed["documents"] += 1
+                yield ids
+
         shards_dir = Path(self.out_dir) / "shards"
-        pack_stats = write_packed_shards((ids[k] for k in plan), shards_dir, self.pack_cfg.seq_len,
-                                         tokenizer.pad_token_id, sequences_per_shard=self.pack_cfg.sequences_per_shard,
-                                         overwrite=True)
-        report["tokens_packed"] = int(sum(len(ids[k]) for k in plan))
+        pack_stats = write_packed_shards(token_lists(), shards_dir, self.pack_cfg.seq_len, tokenizer.pad_token_id,
+                                         sequences_per_shard=self.pack_cfg.sequences_per_shard, overwrite=True)
+        spool = Path(self.out_dir) / "mix_spool"
+        if spool.is_dir() and not any(spool.iterdir()):
+            spool.rmdir()
+        report = mix.report
+        report["tokens_packed"] = packed["tokens"]
         write_json_atomic(report, Path(self.out_dir) / "mix_report.json")
         write_json_atomic({**pack_stats, "shards_dir": str(shards_dir)}, Path(self.out_dir) / "pack_report.json")
-        self.stat_update("documents_mixed", value=len(plan))
-        self.stat_update("tokens_packed", value=report["tokens_packed"])
+        self.stat_update("documents_mixed", value=packed["documents"])
+        self.stat_update("tokens_packed", value=packed["tokens"])
         return report
