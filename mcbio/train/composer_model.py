@@ -47,9 +47,14 @@ class EncoderPretrainingModel(ComposerModel):
         set_frozen_layers(self.model, parse_layer_ranges(phase.config.frozen_layers, num_layers))
         self.phase = phase
 
+    def current_phase(self) -> PlannedPhase:
+        if self.phase is None:
+            raise RuntimeError("no training phase set: PhaseSwitch (or set_phase) must run before the first batch")
+        return self.phase
+
     @property
     def objective(self) -> str:
-        return self.phase.config.objective if self.phase else "mlm"
+        return self.current_phase().config.objective
 
     # ------------------------------------------------------------------ forward
     def _encode(self, input_ids: torch.Tensor, document_ids: torch.Tensor) -> torch.Tensor:
@@ -75,12 +80,13 @@ class EncoderPretrainingModel(ComposerModel):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         input_ids, document_ids = batch["input_ids"], batch["document_ids"]
-        if self.objective == "clm":
+        phase = self.current_phase()
+        if phase.config.objective == "clm":
             labels = clm_labels(input_ids, document_ids)
         else:
-            rate = self.phase.config.mlm_probability if self.phase else 0.15
-            gens = sample_generators(self.data_seed, batch["sample_index"].cpu(), self.phase.index if self.phase else 0)
-            input_ids, labels = mlm_mask(input_ids, document_ids, self.special_ids, self.mask_id, self.vocab_size, rate, gens)
+            gens = sample_generators(self.data_seed, batch["sample_index"].cpu(), phase.index)
+            input_ids, labels = mlm_mask(input_ids, document_ids, self.special_ids, self.mask_id, self.vocab_size,
+                                         phase.config.mlm_probability, gens)
         return {"logits": self._encode(input_ids, document_ids), "labels": labels}
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -68,7 +68,8 @@ def prepare_tokenizer(cfg: PretrainRunConfig, out_dir: Path) -> PreTrainedTokeni
     if (cached / "tokenizer.json").is_file():
         return load_tokenizer(cached)
     texts = (d.text for d in iter_documents(cfg.data.corpus, cfg.data.tokenizer_train_max_documents))
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=cfg.model.vocab_size)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=cfg.model.vocab_size,
+                                    model_max_length=cfg.model.max_position_embeddings)
     tmp = out_dir / "tokenizer.tmp"
     tokenizer.save_pretrained(tmp)
     tmp.replace(cached) if not cached.exists() else shutil.rmtree(tmp)

@@ -137,7 +137,7 @@ class MixPackStep(PipelineStep):
 
         if self.pack_cfg.tokenizer:
             return load_tokenizer(self.pack_cfg.tokenizer)
-        tok = train_bpe_tokenizer(texts, vocab_size=self.pack_cfg.tokenizer_vocab_size)
+        tok = train_bpe_tokenizer(texts, vocab_size=self.pack_cfg.tokenizer_vocab_size, model_max_length=self.pack_cfg.seq_len)
         folder = Path(self.out_dir) / "tokenizer"
         tok.save_pretrained(folder)
         log.info("trained a %d-token BPE tokenizer on the mix -> %s", len(tok), folder)
