@@ -28,8 +28,8 @@ def load_encoder(model_path: str) -> nn.Module:
     return AutoModel.from_pretrained(model_path, local_files_only=True)
 
 
-class SequenceClassifier(nn.Module):
-    """Encoder + dropout + one ``nn.Linear`` on the first token's hidden state."""
+class LinearHeadModel(nn.Module):
+    """Encoder + dropout + one ``nn.Linear`` (not transformers' MLP heads); subclasses pick the positions."""
 
     def __init__(self, model_path: str, num_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -37,23 +37,26 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.config.hidden_size, num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(hidden[:, 0]))
-
-
-class TokenClassifier(nn.Module):
-    """Encoder + dropout + one ``nn.Linear`` per position."""
-
-    def __init__(self, model_path: str, num_labels: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.encoder = load_encoder(model_path)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.config.hidden_size, num_labels)
+    def positions(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(hidden))
+        return self.head(self.dropout(self.positions(hidden)))
+
+
+class SequenceClassifier(LinearHeadModel):
+    """The linear layer on the first token's ([CLS]) hidden state."""
+
+    def positions(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden[:, 0]
+
+
+class TokenClassifier(LinearHeadModel):
+    """The linear layer on every position."""
+
+    def positions(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
 
 
 def model_context(model_path: str, tokenizer) -> int:

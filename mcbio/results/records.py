@@ -108,7 +108,7 @@ def read_run_records(paths: str | Path | Iterable[str | Path]) -> list[RunRecord
         paths = [paths]
     out = []
     for file in _jsonl_files(paths):
-        for line_no, row in _iter_json_lines(file):
+        for line_no, row in iter_jsonl(file):
             try:
                 out.append(RunRecord(**row))
             except TypeError as err:
@@ -124,17 +124,6 @@ def _jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
         elif p.is_file():
             files.append(p)
     return files
-
-
-def _iter_json_lines(file: Path) -> Iterator[tuple[int, dict]]:
-    with open(file, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{file}:{line_no}: invalid JSON ({err.msg})") from None
 
 
 class ResultStore:
@@ -160,7 +149,7 @@ class ResultStore:
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                seen = {key_of(row) for _, row in _iter_json_lines(file)} if file.exists() else set()
+                seen = {key_of(row) for _, row in iter_jsonl(file)} if file.exists() else set()
                 new = []
                 for row in rows:
                     k = key_of(row)

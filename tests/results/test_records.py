@@ -26,14 +26,14 @@ def test_concurrent_store_writers_lose_and_duplicate_nothing(tmp_path, monkeypat
 
     import mcbio.results.records as records_module
 
-    read_lines = records_module._iter_json_lines
+    read_lines = records_module.iter_jsonl
 
     def slow_read(file):
         yield from read_lines(file)
         # Widen the window between reading the keys and appending: an unlocked store duplicates.
         time.sleep(0.002)
 
-    monkeypatch.setattr(records_module, "_iter_json_lines", slow_read)
+    monkeypatch.setattr(records_module, "iter_jsonl", slow_read)
     workers, n = 8, 40
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(workers)

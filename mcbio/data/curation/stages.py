@@ -3,8 +3,6 @@ executors (local or Slurm arrays with dependencies) run every stage of the pipel
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 from pathlib import Path
 from typing import Dict, Iterable, List
@@ -12,6 +10,7 @@ from typing import Dict, Iterable, List
 from datatrove.pipeline.base import PipelineStep
 
 from mcbio.data.curation.stats import write_json_atomic
+from mcbio.jsonl import iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -20,23 +19,10 @@ def jsonl_files(folder: Path) -> List[Path]:
     return sorted(folder.rglob("*.jsonl*"))
 
 
-def iter_jsonl_rows(path: Path):
-    """``(line number, object)`` of one JsonlWriter file (gzipped or not)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-
-
 def iter_jsonl_docs(folder: Path):
     """Documents written by datatrove's JsonlWriter (``*.jsonl.gz``), in sorted file order."""
     for path in jsonl_files(folder):
-        for _, row in iter_jsonl_rows(path):
+        for _, row in iter_jsonl(path):
             yield row
 
 
@@ -100,7 +86,7 @@ class CuratedGroups:
         self.tallies: Dict[str, GroupTally] = {}
         self.files: Dict[str, List[Path]] = {}
         for path in jsonl_files(folder):
-            for line_no, row in iter_jsonl_rows(path):
+            for line_no, row in iter_jsonl(path):
                 group, doc = _curated_doc(path, line_no, row)
                 self.tallies.setdefault(group, GroupTally()).add(doc.tokens, doc.factor)
                 files = self.files.setdefault(group, [])
@@ -109,7 +95,7 @@ class CuratedGroups:
 
     def open(self, group: str):
         for path in self.files.get(group, ()):
-            for line_no, row in iter_jsonl_rows(path):
+            for line_no, row in iter_jsonl(path):
                 g, doc = _curated_doc(path, line_no, row)
                 if g == group:
                     yield doc
