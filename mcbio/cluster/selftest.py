@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcbio.config.schema import RunConfig
+from mcbio.files import write_json_atomic
 
 
 @dataclass
@@ -26,12 +27,6 @@ class SelfTestConfig(RunConfig):
     step_seconds: float = 0.0
     # Array cells tag themselves with this so results can be told apart.
     cell: int = 0
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)
 
 
 def probe(cfg: SelfTestConfig) -> dict:
@@ -45,7 +40,7 @@ def probe(cfg: SelfTestConfig) -> dict:
     }
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / f"probe-{cfg.cell}.json", info)
+    write_json_atomic(out / f"probe-{cfg.cell}.json", info)
     return info
 
 
@@ -57,11 +52,11 @@ def count(cfg: SelfTestConfig) -> dict:
     state = json.loads(state_path.read_text()) if state_path.exists() else {"step": 0, "attempts": 0, "resumed_from": []}
     state["attempts"] += 1
     state["resumed_from"].append(state["step"])
-    _write_json(state_path, state)
+    write_json_atomic(state_path, state)
     while state["step"] < cfg.steps:
         time.sleep(cfg.step_seconds)
         state["step"] += 1
-        _write_json(state_path, state)
+        write_json_atomic(state_path, state)
     return state
 
 

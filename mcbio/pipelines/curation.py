@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from mcbio.cluster.executor import resolve_cluster
 from mcbio.config.curation import CurationRunConfig
@@ -27,7 +27,8 @@ from mcbio.config.loader import config_hash, to_yaml
 from mcbio.data.curation.chain import passage_steps, selection_steps
 from mcbio.data.curation.readers import build_readers
 from mcbio.data.curation.stages import DistilStep, MixPackStep
-from mcbio.data.curation.stats import stage_stats, write_json_atomic
+from mcbio.data.curation.stats import stage_stats
+from mcbio.files import write_json_atomic
 from mcbio.data.curation.text import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def collect_stats(cfg: CurationRunConfig, paths: CurationPaths) -> dict:
                       ("pack", paths.root / "pack_report.json")):
         if path.is_file():
             report[key] = json.loads(path.read_text(encoding="utf-8"))
-    write_json_atomic(report, paths.stats)
+    write_json_atomic(paths.stats, report)
     return report
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from mcbio.files import write_json_atomic, write_jsonl_atomic
 from mcbio.jsonl import iter_jsonl
 from mcbio.config.grid import GridCellConfig, GridRunConfig
 from mcbio.config.loader import REPO_ROOT, ConfigError, config_hash, load_config, to_yaml
@@ -180,12 +181,7 @@ def apply_selection(cfg: GridCellConfig, out_dir: Path) -> dict[str, int] | None
         raise FileNotFoundError(f"selection.source: {source} does not exist")
     rows, counts = select_passages(cfg.selection, source)
     target = out_dir / "data" / "selected.jsonl"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(target)
+    write_jsonl_atomic(target, rows)
     cfg.data.corpus = str(target)
     (out_dir / "selection.json").write_text(json.dumps(counts, indent=1), encoding="utf-8")
     log.info("selection %s -> %s: %s", source, target, counts)
@@ -221,10 +217,7 @@ def run_grid_cell(cfg: GridCellConfig) -> dict:
                                 num_gpus=gpus, wall_s=round(wall_s, 3), gpu_type=os.environ.get("MCBIO_GPU_TYPE", "H100" if gpus else "cpu"),
                                 commit=git_commit(), extra=tag), cfg.grid_name)
     result = {**summary, "cell": cfg.cell_name, "config_hash": run_hash, "records_added": added, "selection": counts}
-    marker = out_dir / DONE_MARKER
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
-    tmp.replace(marker)
+    write_json_atomic(out_dir / DONE_MARKER, result, indent=1)
     return result
 
 

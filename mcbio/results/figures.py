@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mcbio.files import atomic_open  # noqa: E402
+
 
 def save_figure(fig, stem: str | Path) -> list[Path]:
     """``<stem>.png`` and ``<stem>.pdf``, each written to a temporary name then renamed."""
@@ -18,9 +20,8 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         target = stem.with_name(f"{stem.name}.{ext}")
-        tmp = stem.with_name(f".{stem.name}.{ext}.tmp")
-        fig.savefig(tmp, format=ext, dpi=200, bbox_inches="tight")
-        tmp.replace(target)
+        with atomic_open(target, "wb") as handle:
+            fig.savefig(handle, format=ext, dpi=200, bbox_inches="tight")
         paths.append(target)
     plt.close(fig)
     return paths

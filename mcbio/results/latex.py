@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mcbio.results.records import ResultRecord
+from mcbio.files import write_text_atomic
 
 LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}"}
 
@@ -70,12 +71,7 @@ def results_table(records: Iterable[ResultRecord], caption: str, label: str, sca
 
 
 def write_table(text: str, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, text)
 
 
 

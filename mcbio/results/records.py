@@ -9,7 +9,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from mcbio.config.loader import REPO_ROOT
 from mcbio.jsonl import iter_jsonl

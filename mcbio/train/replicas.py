@@ -10,9 +10,7 @@ its record, and a mismatch fails the run instead of exporting one rank's drifted
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Mapping
 
@@ -20,6 +18,8 @@ import torch
 from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
+
+from mcbio.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,7 @@ class ReplicaConsistency(Callback):
             "digest": digest,
             "all_digests": digests,
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".rank-{rank}.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-        os.replace(tmp, self.folder / f"rank-{rank}.json")
+        write_json_atomic(self.folder / f"rank-{rank}.json", record, indent=1)
         if len(set(digests)) > 1:
             raise RuntimeError(
                 f"DDP replicas diverged at batch {record['batch']}: weight digests per rank {digests} "

@@ -7,9 +7,7 @@ with a logistic regression and each 1-10 score with a ridge regression (rounded,
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -17,6 +15,7 @@ import numpy as np
 
 from mcbio.config.curation import SCORE_KEYS, ClassifierConfig
 from mcbio.data.curation.steps import CurationStep
+from mcbio.files import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,8 @@ class PassageLabeler:
         return [{**{k: int(scores[k][i]) for k in SCORE_KEYS}, "type": str(types[i])} for i in range(len(texts))]
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_open(path, "wb") as handle:
             pickle.dump(self, handle)
-        os.replace(tmp, path)
 
     @staticmethod
     def load(path: str | Path) -> "PassageLabeler":

@@ -9,7 +9,7 @@ from typing import Dict, Iterable, List
 
 from datatrove.pipeline.base import PipelineStep
 
-from mcbio.data.curation.stats import write_json_atomic
+from mcbio.files import write_json_atomic
 from mcbio.jsonl import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class DistilStep(PipelineStep):
         labeler, metrics = train_labeler(texts, labels, self.cfg, self.seed)
         labeler.save(self.model_path)
         self.stat_update("labelled", value=len(texts))
-        write_json_atomic(metrics, Path(self.report_path))
+        write_json_atomic(Path(self.report_path), metrics)
         log.info("distilled labeler on %d LLM-labelled passages: %s", len(texts), metrics)
         yield from ()
 
@@ -169,8 +169,8 @@ class MixPackStep(PipelineStep):
             spool.rmdir()
         report = mix.report
         report["tokens_packed"] = packed["tokens"]
-        write_json_atomic(report, Path(self.out_dir) / "mix_report.json")
-        write_json_atomic({**pack_stats, "shards_dir": str(shards_dir)}, Path(self.out_dir) / "pack_report.json")
+        write_json_atomic(Path(self.out_dir) / "mix_report.json", report)
+        write_json_atomic(Path(self.out_dir) / "pack_report.json", {**pack_stats, "shards_dir": str(shards_dir)})
         self.stat_update("documents_mixed", value=packed["documents"])
         self.stat_update("tokens_packed", value=packed["tokens"])
         return report

@@ -14,8 +14,6 @@ Schema (one object):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List
@@ -57,10 +55,3 @@ def stage_stats(logging_dir: Path, stage: str) -> dict:
     return {"stage": stage, "tasks": tasks, "steps": [step_table(s) for s in steps]}
 
 
-def write_json_atomic(data: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-    os.replace(tmp, path)
-    return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from mcbio.data.ontobook.rephrase import (
 )
 from mcbio.data.ontobook.verbalise import verbalise_payload, walk_payload
 from mcbio.data.ontobook.walks import Walk, WalkCounts, generate_walks, stable_seed
+from mcbio.files import write_json_atomic, write_jsonl_atomic
 from mcbio.llm import generate_structured, load_prompt
 
 log = logging.getLogger(__name__)
@@ -40,23 +40,6 @@ STATS_DIR = "stats"
 # --------------------------------------------------------------------------- files
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
 
 
 def shard_paths(out_dir: Path, ontology: str, index: int) -> Tuple[Path, Path]:
@@ -252,7 +235,7 @@ def run_shard(
         "steps_hist": _histogram(len(w.steps) for w, _, _ in items),
         "walk_chars_hist": _histogram((len(t) for _, _, t in items), CHARS_BIN),
     }
-    write_atomic(stats_path, json.dumps(stats, ensure_ascii=False, indent=2))
+    write_json_atomic(stats_path, stats)
     log.info("%s shard %d: %d walks, %d kept, dropped %s", name, shard_index, len(items), len(result.documents),
              stats["dropped"])
     return stats
@@ -338,7 +321,7 @@ def merge_shards(out_dir: Path, plan: Dict[str, int], tokenizer: Optional[str] =
         s["walk_chars_quantiles"] = _quantiles_from_hist(s["walk_chars_hist"])
         s["steps_quantiles"] = _quantiles_from_hist(s["steps_hist"])
         s["token_counter"] = method
-        write_atomic(out_dir / STATS_DIR / f"{name}.json", json.dumps(s, ensure_ascii=False, indent=2))
+        write_json_atomic(out_dir / STATS_DIR / f"{name}.json", s)
         summary["ontologies"][name] = {k: s[k] for k in ("walks", "kept", "tokens", "dropped")}
-    write_atomic(out_dir / STATS_DIR / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2))
+    write_json_atomic(out_dir / STATS_DIR / "summary.json", summary)
     return summary

@@ -1,0 +1,51 @@
+"""Atomic file writes: readers (and concurrent jobs) see the old file or the new one, never half.
+
+The temporary file is unique (``mkstemp`` in the target's folder, so the final rename
+stays on one filesystem); two writers of the same path never share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary file that replaces ``path`` when the block succeeds; removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> Path:
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=indent, ensure_ascii=False, default=str)
+    return Path(path)
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[Any]) -> int:
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count

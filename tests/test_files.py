@@ -1,0 +1,39 @@
+"""Atomic writes: a failed write leaves the old file and no temporary behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mcbio.files import atomic_open, write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+
+def test_writes_replace_the_file_whole(tmp_path):
+    target = tmp_path / "sub" / "out.json"
+    write_json_atomic(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert write_jsonl_atomic(tmp_path / "rows.jsonl", iter([{"x": 1}, {"x": 2}])) == 2
+    assert (tmp_path / "rows.jsonl").read_text().splitlines() == ['{"x": 1}', '{"x": 2}']
+    write_text_atomic(target, "été")
+    assert target.read_text(encoding="utf-8") == "été"
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    write_text_atomic(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as handle:
+            handle.write("half of the new")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_concurrent_writers_use_distinct_temporaries(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_open(target) as first, atomic_open(target) as second:
+        assert first.name != second.name
+        first.write("first")
+        second.write("second")
+    assert target.read_text() == "first"  # the outer block finishes last
