@@ -1,7 +1,8 @@
 """Atomic file writes: readers (and concurrent jobs) see the old file or the new one, never half.
 
 The temporary file is unique (``mkstemp`` in the target's folder, so the final rename
-stays on one filesystem); two writers of the same path never share it.
+stays on one filesystem); two writers of the same path never share it. The file gets the
+process's normal permissions (0666 less the umask), like a plain ``open``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Write to a temporary file that replaces ``path`` when the block succeeds; removed otherwise."""
@@ -21,6 +28,9 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600 whatever the umask; a rename keeps that mode, which
+        # would hide every table from the project's group. Give it what open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
         os.replace(tmp, path)

@@ -37,3 +37,15 @@ def test_concurrent_writers_use_distinct_temporaries(tmp_path):
         first.write("first")
         second.write("second")
     assert target.read_text() == "first"  # the outer block finishes last
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_honour_the_umask(tmp_path, mask, mode):
+    import os
+
+    old = os.umask(mask)
+    try:
+        path = write_text_atomic(tmp_path / f"table-{mask:o}.tex", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode

@@ -5,7 +5,9 @@ Re-running it submits only the cells that have not finished (missing, failed or 
 
 from pathlib import Path
 
-from mcbio.pipelines.grid import launch_grid
+from mcbio.cluster import launch
+from mcbio.config.grid import GridRunConfig
+from mcbio.pipelines.grid import plan_grid
 
 if __name__ == "__main__":
-    raise SystemExit(launch_grid(Path(__file__).with_name("grid.yaml")))
+    raise SystemExit(launch(GridRunConfig, Path(__file__).with_name("grid.yaml"), plan_grid))

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from mcbio.cluster import launch
 from mcbio.config import PretrainRunConfig
+from mcbio.pipelines.pretrain import plan_pretraining
 
 if __name__ == "__main__":
-    raise SystemExit(launch(PretrainRunConfig, "mcbio.pipelines.pretrain:run_pretraining_experiment", Path(__file__).with_name("config.yaml")))
+    raise SystemExit(launch(PretrainRunConfig, Path(__file__).with_name("config.yaml"), plan_pretraining))

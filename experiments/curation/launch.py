@@ -4,6 +4,7 @@ from pathlib import Path
 
 from mcbio.cluster import launch
 from mcbio.config.curation import CurationRunConfig
+from mcbio.pipelines.curation import plan_curation
 
 if __name__ == "__main__":
-    raise SystemExit(launch(CurationRunConfig, "mcbio.pipelines.curation:run_curation_experiment", Path(__file__).with_name("config.yaml")))
+    raise SystemExit(launch(CurationRunConfig, Path(__file__).with_name("config.yaml"), plan_curation))

@@ -5,7 +5,9 @@ Usage: python experiments/eval_baselines/launch.py [models.drbert.path=/path/to/
 
 from pathlib import Path
 
-from mcbio.pipelines.evaluate import launch_evaluation
+from mcbio.cluster import launch
+from mcbio.config.evaluation import EvaluateRunConfig
+from mcbio.pipelines.evaluate import plan_evaluation
 
 if __name__ == "__main__":
-    raise SystemExit(launch_evaluation(Path(__file__).with_name("config.yaml")))
+    raise SystemExit(launch(EvaluateRunConfig, Path(__file__).with_name("config.yaml"), plan_evaluation))

@@ -1,7 +1,6 @@
-"""Submission layer on submitit: local executor or real Slurm, job arrays, requeue."""
+"""Submission layer on submitit: plans of job elements, one launcher, local executor or real Slurm."""
 
-from mcbio.cluster.executor import make_executor, resolve_cluster
-from mcbio.cluster.job import Job
-from mcbio.cluster.launch import launch, submit, submit_array
+from mcbio.cluster.launcher import LaunchContext, launch, run_plan
+from mcbio.cluster.plan import Element, Plan, Stage
 
-__all__ = ["Job", "launch", "make_executor", "resolve_cluster", "submit", "submit_array"]
+__all__ = ["Element", "LaunchContext", "Plan", "Stage", "launch", "run_plan"]

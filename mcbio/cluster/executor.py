@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import submitit
 
+from mcbio.config.loader import ConfigError
 from mcbio.config.schema import ClusterResources
 
 
@@ -16,14 +18,29 @@ def resolve_cluster(cluster: str) -> str:
     if cluster == "auto":
         return "slurm" if shutil.which("sbatch") else "local"
     if cluster == "slurm" and not shutil.which("sbatch"):
-        raise RuntimeError("cluster=slurm but 'sbatch' is not on PATH: is Slurm installed here?")
+        raise ConfigError("cluster=slurm but 'sbatch' is not on PATH: is Slurm installed here? "
+                          "(cluster=local runs on this machine)")
     return cluster
 
 
-def make_executor(
-    cluster: str, resources: ClusterResources, folder: str | Path, job_name: str
-) -> submitit.Executor:
-    backend = resolve_cluster(cluster)
+def check_backend(resources: ClusterResources, backend: str) -> None:
+    """A Slurm profile never runs on the local executor: its setup lines are cluster shell.
+
+    ``module load ...`` lines fail on a laptop with ``module: not found`` inside every
+    job; stop before submitting instead, naming the profile and the key to change.
+    """
+    if backend == "local" and resources.setup:
+        raise ConfigError(
+            f"this run executes locally (no sbatch on PATH, or cluster=local) but 'resources.profile' is "
+            f"'{resources.profile}', a Slurm profile whose setup lines ({resources.setup[0]!r}, ...) would run in "
+            f"your shell. Set resources.profile=local (or preset=smoke), or run where Slurm is (cluster=slurm).")
+    if backend == "local" and resources.nodes > 1:
+        raise ConfigError(f"this run executes locally on one machine, but 'resources.nodes'={resources.nodes}")
+
+
+def make_executor(backend: str, resources: ClusterResources, folder: str | Path, job_name: str,
+                  dependency: Optional[str] = None) -> submitit.Executor:
+    """A submitit executor for one stage; ``dependency`` is sbatch's (``afterok:1_0:1_1``)."""
     if backend == "slurm":
         executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=resources.max_requeues)
         params: dict = dict(
@@ -41,18 +58,17 @@ def make_executor(
             signal_delay_s=resources.signal_delay_s,
             array_parallelism=resources.array_parallelism,
             setup=list(resources.setup) or None,
+            dependency=dependency,
             additional_parameters=dict(resources.additional_parameters) or None,
         )
         executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
         return executor
-    if resources.nodes > 1:
-        raise ValueError(f"cluster=local runs on one node, but resources.nodes={resources.nodes}")
+    check_backend(resources, backend)
     executor = submitit.LocalExecutor(folder=str(folder), max_num_timeout=resources.max_requeues)
     executor.update_parameters(
         timeout_min=float(resources.timeout_min),  # fractions of a minute are fine locally
         tasks_per_node=resources.tasks_per_node,
         gpus_per_node=resources.gpus_per_node,
         signal_delay_s=resources.signal_delay_s,
-        setup=list(resources.setup),
     )
     return executor

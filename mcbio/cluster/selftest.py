@@ -1,6 +1,6 @@
 """Cluster self-test jobs: check that a profile submits, runs arrays and requeues.
 
-    python -m mcbio.cluster.selftest cluster=slurm resources.profile=local_slurm
+    python -m mcbio.cluster.selftest cluster=slurm resources.profile=local_slurm cells=3
 
 ``probe`` reports where it ran; ``count`` is a resumable counter whose state file is
 its checkpoint, the smallest job that shows timeout -> checkpoint -> requeue -> resume.
@@ -13,20 +13,50 @@ import os
 import socket
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcbio.config.schema import RunConfig
+from mcbio.config.schema import RunConfig, choice
 from mcbio.files import write_json_atomic
 
 
 @dataclass
 class SelfTestConfig(RunConfig):
     name: str = "selftest"
+    # Which job each element runs.
+    # ``fail`` raises, to see how a failed element is reported.
+    job: str = choice("probe", "probe", "count", "timed_count", "fail")
+    # Elements of the array (each writes under ``<run_dir>/cell-<i>``).
+    cells: int = 1
     steps: int = 3
     step_seconds: float = 0.0
-    # Array cells tag themselves with this so results can be told apart.
+    # Set by the planner on each element so results can be told apart.
     cell: int = 0
+
+
+def plan_selftest(cfg: SelfTestConfig, ctx) -> "Plan":
+    """``cells`` elements of ``job``; an element is done once its output file says it finished."""
+    from mcbio.cluster.launcher import element_name, run_dir_of
+    from mcbio.cluster.plan import Element, Plan, Stage
+
+    run_dir = run_dir_of(cfg)
+    elements = []
+    for i in range(cfg.cells):
+        out = run_dir / f"cell-{i}"
+        el_cfg = dataclasses.replace(cfg, cell=i, out_dir=str(out))
+        marker = out / ("probe.json" if cfg.job in ("probe", "fail") else "counter.json")
+        elements.append(Element(key=element_name(cfg.job, f"cell-{i}"), entry=f"mcbio.cluster.selftest:{cfg.job}",
+                                cfg=el_cfg, done=lambda m=marker: _finished(m, cfg.steps),
+                                describe=lambda r: f"pid {r.get('pid')}, step {r.get('step')}"))
+    return Plan(name=cfg.name, run_dir=run_dir, stages=(Stage(cfg.job, tuple(elements), cfg.resources),))
+
+
+def _finished(marker: Path, steps: int) -> bool:
+    if not marker.is_file():
+        return False
+    state = json.loads(marker.read_text())
+    return "pid" in state and "step" not in state or state.get("step") == steps
 
 
 def probe(cfg: SelfTestConfig) -> dict:
@@ -40,7 +70,7 @@ def probe(cfg: SelfTestConfig) -> dict:
     }
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / f"probe-{cfg.cell}.json", info)
+    write_json_atomic(out / "probe.json", info)
     return info
 
 
@@ -60,6 +90,12 @@ def count(cfg: SelfTestConfig) -> dict:
     return state
 
 
+def fail(cfg: SelfTestConfig) -> dict:
+    """Raise after one step: the launcher must show this message, not only a log path."""
+    time.sleep(cfg.step_seconds)
+    raise ValueError(f"selftest failure in cell {cfg.cell}: this message must reach the launcher's output")
+
+
 def timed_count(cfg: SelfTestConfig) -> dict:
     """``count`` with wall-clock start and end, to see whether jobs overlapped."""
     started = time.time()
@@ -68,6 +104,6 @@ def timed_count(cfg: SelfTestConfig) -> dict:
 
 
 if __name__ == "__main__":
-    from mcbio.cluster.launch import launch
+    from mcbio.cluster.launcher import launch
 
-    raise SystemExit(launch(SelfTestConfig, "mcbio.cluster.selftest:probe", None, sys.argv[1:]))
+    raise SystemExit(launch(SelfTestConfig, None, plan_selftest, sys.argv[1:]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from mcbio.config.schema import RunConfig, choice
+from mcbio.config.schema import JobNeeds, RunConfig, choice
 from mcbio.llm.config import LLMConfig
 
 MIX_GROUPS = ("articles", "ontobook", "emea", "e3c")
@@ -204,14 +204,14 @@ class PackConfig:
 
 @dataclass
 class ExecutorConfig:
-    """datatrove executors: LocalPipelineExecutor, or SlurmPipelineExecutor arrays on a cluster."""
+    """How the datatrove stages run: each rank of a stage is one element of that stage's job array."""
 
+    # Ranks of the multi-rank stages (passages, select); distil and mix_pack have one.
     tasks: int = 4
-    workers: int = -1
-    # Slurm only (partition, cpus, timeout and setup lines come from ``resources``).
-    mem_per_cpu_gb: int = 2
-    # Seconds between polls while waiting for Slurm arrays.
-    poll_s: float = 5.0
+    # One element of the LLM stage (passages, with an LLM backend): one GPU for vLLM / transformers.
+    llm_needs: JobNeeds = field(default_factory=lambda: JobNeeds(gpus_per_node=1, tasks_per_node=1))
+    # One element of the other stages, and of the passages stage with the rules backend: CPU only.
+    cpu_needs: JobNeeds = field(default_factory=lambda: JobNeeds(gpus_per_node=0, tasks_per_node=1))
 
 
 @dataclass

@@ -4,6 +4,8 @@ A grid file (``ablations/<name>/grid.yaml``) is loaded as :class:`GridRunConfig`
 cell is then loaded as :class:`GridCellConfig` from ``base_config`` with the grid's
 ``common_overrides`` and the cell's own overrides, through ``load_config``, so a typo in
 any cell fails before anything is submitted.
+
+Content types and quality signals are the curation's (:mod:`mcbio.config.curation`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,7 @@ from typing import Dict, List, Optional
 
 from mcbio.config.schema import PretrainRunConfig, RunConfig, choice
 
-CONTENT_TYPES = (
-    "research_findings", "medical_knowledge", "clinical_guidance", "research_methodology",
-    "drug_information", "background_review", "policy_administrative", "patient_case", "other",
-)
-QUALITY_SIGNALS = ("edu", "cont", "writ", "term")
+from mcbio.config.curation import CONTENT_TYPES, SCORE_KEYS as QUALITY_SIGNALS
 
 
 @dataclass
@@ -49,10 +47,9 @@ class GridCellConfig(PretrainRunConfig):
     """One cell: a pretraining experiment (+ evaluation) on a selected corpus."""
 
     selection: DataSelectionConfig = field(default_factory=DataSelectionConfig)
-    # Filled by the grid launcher: where the cell's records go and under which experiment.
+    # Filled by the grid's planner.
     grid_name: str = ""
     cell_name: str = ""
-    results_dir: str = "results"
 
     def check(self) -> None:
         from mcbio.config.loader import ConfigError
@@ -84,8 +81,8 @@ class GridTableConfig:
 @dataclass
 class GridRunConfig(RunConfig):
     name: str = "grid"
-    # The experiment every cell starts from (relative paths are from the repository root).
-    base_config: str = "experiments/base_clm_detour/config.yaml"
+    # The experiment every cell starts from; a relative path is from this grid file's folder.
+    base_config: str = "../../experiments/base_clm_detour/config.yaml"
     # Preset applied to every cell (e.g. smoke); the grid's own preset file sets it.
     cell_preset: Optional[str] = None
     common_overrides: List[str] = field(default_factory=list)
@@ -97,7 +94,7 @@ class GridRunConfig(RunConfig):
     only_cells: List[str] = field(default_factory=list)
     # Jobs of the array running at once (None = the cells' resources.array_parallelism).
     array_parallelism: Optional[int] = None
-    # The results store (records/, runs/, tables/); relative paths are from the repository root.
+    # The results store (records/, runs/, tables/) of every cell; relative to the working directory.
     results_dir: str = "results"
     table: GridTableConfig = field(default_factory=GridTableConfig)
 

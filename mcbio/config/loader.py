@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TypeVar
 
@@ -17,9 +18,10 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_PRESETS = Path(__file__).resolve().parent / "presets"
-PROFILE_DIR = REPO_ROOT / "slurm"
+# Cluster profiles ship with the package; MCBIO_PROFILES (folders, ':'-separated) adds a
+# site's own, searched first.
+PACKAGE_PROFILES = Path(__file__).resolve().parents[1] / "cluster" / "profiles"
 
 # Keys that change where or how a run executes, not what it computes: left out of the hash.
 NON_SEMANTIC_KEYS = ("out_dir", "dry_run", "wait", "cluster", "resources", "tracking", "paths", "preset")
@@ -86,17 +88,25 @@ def find_preset(name: str, search_dirs: Iterable[Path]) -> Path:
     raise ConfigError(f"unknown preset '{name}'. Available presets: {', '.join(available) or 'none'}")
 
 
+def profile_dirs() -> list[Path]:
+    extra = [Path(p).expanduser() for p in os.environ.get("MCBIO_PROFILES", "").split(os.pathsep) if p]
+    return [*extra, PACKAGE_PROFILES]
+
+
 def find_profile(name: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    path = PROFILE_DIR / f"{name}.yaml"
-    if path.is_file():
-        return path
-    available = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    """``resources.profile``: a YAML file path, or a name looked up in :func:`profile_dirs`."""
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        if path.is_file():
+            return path
+        raise ConfigError(f"resources.profile: profile file {path} not found")
+    for folder in profile_dirs():
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    available = sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})
     raise ConfigError(
-        f"resources.profile: unknown cluster profile '{name}' (looked for {path}). "
-        f"Available: {', '.join(available) or 'none'}"
+        f"resources.profile: unknown cluster profile '{name}' (looked in {', '.join(map(str, profile_dirs()))}; "
+        f"MCBIO_PROFILES adds folders). Available: {', '.join(available) or 'none'}"
     )
 
 
@@ -129,8 +139,8 @@ def load_config(
 
     ``preset=NAME`` (in the file or on the command line) merges ``presets/NAME.yaml`` from
     the experiment's folder, else from ``mcbio/config/presets``, between the file and the
-    command line. ``resources.profile`` names a cluster profile in ``slurm/`` whose keys
-    fill ``resources`` before the file is applied.
+    command line. ``resources.profile`` names a cluster profile (:func:`find_profile`) whose
+    keys fill ``resources`` before the file is applied.
     """
     base = OmegaConf.structured(schema)
     exp_dir = Path(config_file).resolve().parent if config_file else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from mcbio.config.schema import RunConfig, choice
+from mcbio.config.schema import JobNeeds, RunConfig, choice
 from mcbio.llm import LLMConfig
 
 SKOS = "http://www.w3.org/2004/02/skos/core#"
@@ -154,29 +154,15 @@ class OntobookOutputConfig:
 
 
 @dataclass
-class ShardJobConfig:
-    """What each array element asks for, over ``resources`` (partition, account... come from
-    there): the elements run the LLM, the launched job only plans, waits and merges."""
-
-    gpus_per_node: int = 1
-    cpus_per_task: int = 8
-    mem_gb: Optional[int] = None
-    timeout_min: int = 240
-
-
-@dataclass
 class OntobookRunConfig(RunConfig):
     name: str = "ontobook"
-    # array: one job per ontology x shard (mcbio.cluster.submit_array); inline: in this job.
-    shard_jobs: str = choice("array", "array", "inline")
-    shard_job: ShardJobConfig = field(default_factory=ShardJobConfig)
+    # What one shard element (one ontology x shard, it runs the LLM) needs over ``resources``.
+    shard_needs: JobNeeds = field(default_factory=lambda: JobNeeds(gpus_per_node=1, tasks_per_node=1,
+                                                                   cpus_per_task=8, timeout_min=240))
     ontologies: Dict[str, OntologySourceConfig] = field(default_factory=_paper_ontologies)
     walk: WalkConfig = field(default_factory=WalkConfig)
     rephrase: RephraseConfig = field(default_factory=RephraseConfig)
     output: OntobookOutputConfig = field(default_factory=OntobookOutputConfig)
-    # Set by the orchestrating job on each array element; leave empty.
-    shard_ontology: Optional[str] = None
-    shard_index: Optional[int] = None
 
     def check(self) -> None:
         from mcbio.config.loader import ConfigError
@@ -185,8 +171,6 @@ class OntobookRunConfig(RunConfig):
         w = self.walk
         if not 1 <= w.min_steps <= w.max_steps:
             raise ConfigError("'walk.min_steps' must be >= 1 and <= 'walk.max_steps'")
-        if self.shard_job.gpus_per_node < 0 or self.shard_job.cpus_per_task < 1:
-            raise ConfigError("'shard_job.gpus_per_node' must be >= 0 and 'shard_job.cpus_per_task' >= 1")
         if not any(o.enabled for o in self.ontologies.values()):
             raise ConfigError("'ontologies': every source is disabled")
         for name, onto in self.ontologies.items():

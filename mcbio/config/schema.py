@@ -8,6 +8,7 @@ Fields whose value must be one of a fixed set carry ``metadata={"choices": ...}`
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -21,7 +22,7 @@ def choice(default: Any, *choices: Any) -> Any:
 
 @dataclass
 class ClusterResources:
-    """What one job asks the scheduler for. Profiles in ``slurm/<profile>.yaml`` fill it."""
+    """What one job asks the scheduler for. Profiles (``mcbio/cluster/profiles/<name>.yaml``, or ``$MCBIO_PROFILES``) fill it."""
 
     profile: str = "local"
     partition: Optional[str] = None
@@ -44,6 +45,18 @@ class ClusterResources:
     # Shell lines run before the job on the node (module load, conda activate, exports).
     setup: List[str] = field(default_factory=list)
     additional_parameters: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobNeeds:
+    """What one element of a stage needs; unset (null) keys take the cluster profile's value."""
+
+    gpus_per_node: Optional[int] = None
+    tasks_per_node: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[int] = None
+    # Minutes.
+    timeout_min: Optional[float] = None
 
 
 @dataclass
@@ -102,12 +115,20 @@ class ModelConfig:
     local_rope_theta: float = 10000.0
     local_attention: int = 128
     global_attn_every_n_layers: int = 3
-    attn_implementation: str = choice("sdpa", "sdpa", "eager", "flash_attention_2")
+    # Attention backend (see mcbio/model/attention.py): sdpa / eager (transformers'), flash_attention_2
+    # (unpadded varlen, needs the flash_attn package: the gpu extra), flex_attention (torch's
+    # FlexAttention, no extra package; compiled on CUDA). All apply the same masks and windows.
+    attn_implementation: str = choice("sdpa", "sdpa", "eager", "flash_attention_2", "flex_attention")
+    # Kernel behind flash_attention_2: ``flash_attn`` (the CUDA package; a configuration error
+    # where it cannot be imported) or ``reference`` (plain torch, any device, slow: tests and
+    # CPU checks of the FlashAttention-2 path; never chosen implicitly).
+    flash_attention_kernel: str = choice("flash_attn", "flash_attn", "reference")
     # How the 128-token local window behaves under causal attention:
     # ``half``: the left half of the bidirectional window (64 tokens back), same receptive
     # field per side as MLM; ``full``: 128 tokens back.
     causal_local_window: str = choice("half", "half", "full")
-    # Packed documents never attend across their boundaries (both objectives).
+    # Packed documents never attend across their boundaries (both objectives). false = one
+    # segment per row on every backend: documents of a row see each other, positions run across the row.
     document_masking: bool = True
 
 
@@ -141,11 +162,13 @@ class PretrainDataConfig:
 
 @dataclass
 class OptimizerConfig:
-    """Composer's DecoupledAdamW."""
+    """Composer's DecoupledAdamW. The learning rate is each phase's (``train.phases.<name>.lr``)."""
 
-    lr: float = 2.0e-4
     betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1.0e-6
+    # Decoupled weight decay (Loshchilov & Hutter), against the phase LR: each step multiplies
+    # the decayed weights by 1 - weight_decay * lr_t / phase lr, i.e. weight_decay per step at the
+    # phase's peak LR, following the schedule's warmup and decay (Composer's convention).
     weight_decay: float = 1.0e-5
     # Biases and normalisation weights get no weight decay.
     exclude_bias_and_norm: bool = True
@@ -226,10 +249,13 @@ class FinetuneConfig:
     batch_size: int = 4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    # Input length for NER and single-label tasks, and for multi-label tasks; both are
-    # capped by the model's own context (512 for CamemBERT-like models, 8192 for ModernBERT).
-    max_length: int = 2048
-    max_length_multilabel: int = 4096
+    # Input length: by default (null) the model's own context, from its config and tokenizer
+    # (8192 for ModernBERT, 512 for CamemBERT-like models), as in the paper's Table 3 and the
+    # authors' harness (its tokenizer call passes truncation=True and no length). A value is
+    # an explicit cap (NER and single-label tasks; multi-label tasks), never above the context.
+    # The length used is recorded in every result record (extra.max_length).
+    max_length: Optional[int] = None
+    max_length_multilabel: Optional[int] = None
     # Override of the model's context (None = read from its config and tokenizer).
     max_context: Optional[int] = None
     dropout: float = 0.1
@@ -258,13 +284,49 @@ class FinetuneConfig:
 
 
 @dataclass
-class EvaluationConfig:
-    enabled: bool = True
-    tasks: List[str] = field(
-        default_factory=lambda: ["quaero_emea", "quaero_medline", "morfitt"]
-    )
+class EvalSuiteConfig:
+    """Which tasks and seeds a model is fine-tuned on, and how; shared by a pretraining
+    run's evaluation and the evaluation launcher, so both plan the same elements."""
+
+    tasks: List[str] = field(default_factory=lambda: ["quaero_emea", "quaero_medline", "morfitt"])
     seeds: List[int] = field(default_factory=lambda: list(range(42, 51)))
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    # Per-task overrides of ``finetune`` keys, e.g. ``{morfitt: {lr: 5.0e-5, epochs: 20}}``.
+    task_finetune: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    # Tasks declared in YAML (keys of mcbio.evaluate.tasks.TaskSpec), inline here or in
+    # files; a declared task runs only when ``tasks`` names it.
+    custom_tasks: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    task_files: List[str] = field(default_factory=list)
+    # The results store: records go to ``<results_dir>/records/<run name>.jsonl``. Relative
+    # paths are from the working directory. ``python -m mcbio.results report`` reads it.
+    results_dir: str = "results"
+    # A task whose data is absent: fail before submitting anything, or leave it out.
+    skip_missing_tasks: bool = False
+
+    def check_suite(self, prefix: str = "") -> None:
+        from mcbio.config.loader import ConfigError
+
+        if not self.tasks:
+            raise ConfigError(f"'{prefix}tasks' is empty: name at least one task")
+        if not self.seeds:
+            raise ConfigError(f"'{prefix}seeds' is empty: name at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"'{prefix}seeds' has duplicates: {self.seeds}")
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        for task, overrides in self.task_finetune.items():
+            bad = sorted(set(overrides) - known)
+            if bad:
+                raise ConfigError(f"unknown config key '{prefix}task_finetune.{task}.{bad[0]}'. "
+                                  f"Valid keys: {', '.join(sorted(known))}")
+
+
+@dataclass
+class EvaluationConfig(EvalSuiteConfig):
+    """The evaluation stage of a pretraining run: one array element per (task, seed) on its export."""
+
+    enabled: bool = True
+    # What one element needs (unset keys: the profile's); GPUs are capped by the profile's.
+    needs: JobNeeds = field(default_factory=lambda: JobNeeds(gpus_per_node=1, tasks_per_node=1))
 
 
 @dataclass
@@ -296,6 +358,8 @@ class PretrainRunConfig(RunConfig):
         for stage in self.stages:
             if stage not in STAGES:
                 raise ConfigError(f"invalid value in 'stages': {stage!r}. Choose from: {', '.join(STAGES)}")
+        if "evaluate" in self.stages and self.evaluation.enabled:
+            self.evaluation.check_suite("evaluation.")
         if "pretrain" in self.stages and not self.train.phases:
             raise ConfigError("'train.phases' is empty: a pretraining run needs at least one phase")
         for name, phase in self.train.phases.items():
@@ -308,13 +372,16 @@ class PretrainRunConfig(RunConfig):
                 raise ConfigError(f"'{key}.tokens' must be positive")
         if self.data.max_split_padding < 0 or self.data.max_split_padding >= self.data.seq_len:
             raise ConfigError("'data.max_split_padding' must be in [0, data.seq_len)")
+        if self.model.flash_attention_kernel != "flash_attn" and self.model.attn_implementation != "flash_attention_2":
+            raise ConfigError(f"'model.flash_attention_kernel'={self.model.flash_attention_kernel} only applies to "
+                              f"model.attn_implementation=flash_attention_2, not {self.model.attn_implementation}")
         gpus = self.resources.nodes * self.resources.gpus_per_node
         if gpus and self.resources.tasks_per_node != self.resources.gpus_per_node:
             raise ConfigError(
                 f"'resources.tasks_per_node'={self.resources.tasks_per_node} must equal "
                 f"'resources.gpus_per_node'={self.resources.gpus_per_node}: one task (Composer rank) per GPU"
             )
-        from mcbio.train.batching import BatchPlanError, plan_batch
+        from mcbio.config.batching import BatchPlanError, plan_batch
 
         try:
             plan_batch(self.train.global_batch_size, self.train.device_microbatch_size, max(1, gpus))

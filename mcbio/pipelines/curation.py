@@ -6,30 +6,29 @@ Four datatrove stages, each an executor writing under ``<out_dir>``:
   distil    (1 task)   TF-IDF + linear labeler on the LLM-labelled sample          -> classifier/
   select    (N tasks)  classifier labels -> type/length filter -> quality upsampling -> curated/<group>/
   mix_pack  (1 task)   token-share mix -> tokenise -> packed shards                  -> shards/
-``cluster`` picks LocalPipelineExecutor or SlurmPipelineExecutor job arrays chained by
-dependencies. Finished tasks are skipped on a rerun (datatrove completion markers).
-Statistics: ``curation_stats.json`` (schema in :mod:`mcbio.data.curation.stats`).
+Each stage is one job array of the one launcher, a datatrove rank per element (run by
+datatrove's ``LocalPipelineExecutor`` for that rank alone), chained to the previous stage
+by an ``afterok`` dependency on Slurm; a rank is done when datatrove's completion marker
+exists, so a relaunch runs only unfinished ranks. The LLM stage asks for a GPU per
+element (``executor.llm_needs``), the others for CPUs. A last element writes the
+statistics: ``curation_stats.json`` (schema in :mod:`mcbio.data.curation.stats`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import shlex
-import subprocess
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
-from mcbio.cluster.executor import resolve_cluster
+from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
+from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
+from mcbio.config.checks import Problems, check_path, check_tokenizer_dir
 from mcbio.config.curation import CurationRunConfig
-from mcbio.config.loader import config_hash, to_yaml
-from mcbio.data.curation.chain import passage_steps, selection_steps
-from mcbio.data.curation.readers import build_readers
-from mcbio.data.curation.stages import DistilStep, MixPackStep
-from mcbio.data.curation.stats import stage_stats
+from mcbio.config.loader import config_hash
 from mcbio.files import write_json_atomic
-from mcbio.data.curation.text import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,11 @@ def build_stage_pipelines(cfg: CurationRunConfig, paths: CurationPaths) -> List[
     """(stage name, datatrove pipeline, tasks) for every stage in ``cfg.stages``, in order."""
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
+
+    from mcbio.data.curation.chain import passage_steps, selection_steps
+    from mcbio.data.curation.readers import build_readers
+    from mcbio.data.curation.stages import DistilStep, MixPackStep
+    from mcbio.data.curation.text import TokenCounter
 
     counter = TokenCounter(cfg.pack.tokenizer)
     tasks = cfg.executor.tasks
@@ -75,64 +79,87 @@ def build_stage_pipelines(cfg: CurationRunConfig, paths: CurationPaths) -> List[
     return stages
 
 
-def _slurm_env_command(cfg: CurationRunConfig) -> str:
-    import sys
+@dataclass(frozen=True)
+class StageRank:
+    """One element of a curation stage: rank ``rank`` of ``tasks``."""
 
-    lines = list(cfg.resources.setup)
-    # The job runs the same interpreter (and so the same environment) as the launcher.
-    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
-    return "\n".join(lines)
-
-
-def _wait_for_slurm(executors, poll_s: float) -> None:
-    """Block until the last array has finished; raise if any task failed."""
-    pending = {str(e.job_id): e for e in executors if e.job_id not in (None, -1)}
-    while pending:
-        out = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(pending)], capture_output=True, text=True)
-        alive = set(out.stdout.split()) if out.returncode == 0 else set()
-        for job_id in list(pending):
-            if job_id not in alive:
-                exe = pending.pop(job_id)
-                done = len(exe.get_incomplete_ranks()) == 0
-                if not done:
-                    raise RuntimeError(f"Slurm array {job_id} ({exe.job_name}) finished with incomplete tasks; "
-                                       f"see {exe.logging_dir.path}/slurm_logs")
-        if pending:
-            time.sleep(poll_s)
+    cfg: CurationRunConfig
+    stage: str
+    rank: int
+    tasks: int
 
 
-def run_stages(cfg: CurationRunConfig, paths: CurationPaths) -> None:
-    from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+def run_stage_rank(job: StageRank) -> dict:
+    """Run one rank of one datatrove stage here; datatrove skips it when already complete."""
+    from datatrove.executor import LocalPipelineExecutor
 
-    backend = resolve_cluster(cfg.cluster)
-    stages = build_stage_pipelines(cfg, paths)
-    previous = None
-    executors = []
-    for name, pipe, tasks in stages:
-        logging_dir = str(paths.logs / name)
-        if backend == "slurm":
-            res = cfg.resources
-            exe = SlurmPipelineExecutor(
-                pipeline=pipe, tasks=tasks, time=f"{int(res.timeout_min)}:00", partition=res.partition or "",
-                cpus_per_task=res.cpus_per_task, mem_per_cpu_gb=cfg.executor.mem_per_cpu_gb,
-                job_name=f"{cfg.name}-{name}", logging_dir=logging_dir, depends=previous,
-                env_command=_slurm_env_command(cfg), qos=res.qos or "",
-                sbatch_args={k: v for k, v in {"account": res.account, "constraint": res.constraint,
-                                               **res.additional_parameters}.items() if v},
-                slurm_logs_folder=str(paths.logs / name / "slurm_logs"), mail_type="NONE",
-            )
-            executors.append(exe)
-            previous = exe
-        else:
-            exe = LocalPipelineExecutor(pipeline=pipe, tasks=tasks, workers=cfg.executor.workers,
-                                        logging_dir=logging_dir)
-            exe.run()
-    if backend == "slurm" and executors:
-        executors[-1].run()  # launches the whole dependency chain
-        _wait_for_slurm(executors, cfg.executor.poll_s)
+    paths = CurationPaths(Path(job.cfg.out_dir))
+    if job.cfg.llm.backend == "rules" and job.stage == "passages":
+        log.warning("llm.backend=rules: extraction and labels come from deterministic rules, NOT from an LLM")
+    pipe = next(p for name, p, _ in build_stage_pipelines(job.cfg, paths) if name == job.stage)
+    LocalPipelineExecutor(pipeline=pipe, tasks=job.tasks, workers=1, local_tasks=1, local_rank_offset=job.rank,
+                          logging_dir=str(paths.logs / job.stage)).run()
+    return {"stage": job.stage, "rank": job.rank}
+
+
+def stage_tasks(cfg: CurationRunConfig) -> list[tuple[str, int]]:
+    """(stage, ranks) in order, as :func:`build_stage_pipelines` builds them (without building them)."""
+    out = []
+    for stage in cfg.stages:
+        if stage == "distil" and cfg.annotation.llm_sample_fraction >= 1.0:
+            continue
+        out.append((stage, cfg.executor.tasks if stage in ("passages", "select") else 1))
+    return out
+
+
+def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext) -> Plan:
+    problems = Problems()
+    for name, src in cfg.active_sources().items():
+        check_path(problems, f"sources.{name}.path", src.path)
+    if cfg.pack.tokenizer:
+        path = check_path(problems, "pack.tokenizer", cfg.pack.tokenizer, "dir")
+        if path is not None:
+            check_tokenizer_dir(problems, "pack.tokenizer", path)
+    if cfg.llm.backend != "rules" and cfg.llm.model:
+        check_path(problems, "llm.model", cfg.llm.model, "dir")
+    problems.raise_if_any(f"the curation '{cfg.name}'")
+    run_dir = run_dir_of(cfg)
+    element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir))
+    paths = CurationPaths(run_dir)
+    stages: list[Stage] = []
+    for stage, tasks in stage_tasks(cfg):
+        done_dir = paths.logs / stage / "completions"
+        elements = tuple(Element(key=element_name(stage, f"rank-{r:05d}"), entry="mcbio.pipelines.curation:run_stage_rank",
+                                 cfg=StageRank(element_cfg, stage, r, tasks),
+                                 done=lambda f=done_dir / f"{r:05d}": f.is_file())
+                         for r in range(tasks))
+        llm = stage == "passages" and cfg.llm.backend != "rules"
+        needs = cfg.executor.llm_needs if llm else cfg.executor.cpu_needs
+        stages.append(Stage(stage, elements, with_needs(cfg.resources, needs),
+                            after=(stages[-1].name,) if stages else ()))
+    stats = Element(key=element_name("stats", cfg.name), entry="mcbio.pipelines.curation:write_stats",
+                    cfg=element_cfg, done=lambda: _stats_fresh(paths), describe=_describe_stats)
+    stages.append(Stage("stats", (stats,), single_task(cfg.resources, timeout_min=10),
+                        after=tuple(s.name for s in stages)))
+    return Plan(name=run_name(cfg), run_dir=run_dir, stages=tuple(stages))
+
+
+def _stats_fresh(paths: CurationPaths) -> bool:
+    """The statistics exist and are newer than every completed rank."""
+    if not paths.stats.is_file():
+        return False
+    marks = [f.stat().st_mtime for f in paths.logs.glob("*/completions/*")]
+    return paths.stats.stat().st_mtime >= max(marks, default=0.0)
+
+
+def _describe_stats(summary: dict) -> str:
+    return ", ".join(f"{k}={summary[k]}" for k in ("sequences", "tokens_packed", "stats") if k in summary)
 
 
 def collect_stats(cfg: CurationRunConfig, paths: CurationPaths) -> dict:
+    from mcbio.data.curation.stats import stage_stats
+    from mcbio.data.curation.text import TokenCounter
+
     report: dict = {"token_unit": TokenCounter(cfg.pack.tokenizer).unit, "llm_backend": cfg.llm.backend, "stages": []}
     for stage in ("passages", "distil", "select", "mix_pack"):
         if (paths.logs / stage / "stats").is_dir():
@@ -167,14 +194,10 @@ def format_stage_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_curation_experiment(cfg: CurationRunConfig) -> dict:
+def write_stats(cfg: CurationRunConfig) -> dict:
+    """Merge every stage's statistics into ``curation_stats.json`` and print the stage table."""
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
     paths = CurationPaths(out_dir)
-    if cfg.llm.backend == "rules":
-        log.warning("llm.backend=rules: extraction and labels come from deterministic rules, NOT from an LLM")
-    run_stages(cfg, paths)
     report = collect_stats(cfg, paths)
     print(format_stage_table(report), flush=True)
     summary = {"out_dir": str(out_dir), "config_hash": config_hash(cfg), "stats": str(paths.stats)}

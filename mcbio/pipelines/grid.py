@@ -1,9 +1,12 @@
-"""Ablation grids as job arrays: build typed cells, skip finished ones, submit the rest, tabulate.
+"""Ablation grids as job arrays: typed cells, each a pretraining run, planned through the one launcher.
 
-A cell is finished when its run folder holds ``cell_done.json`` with the cell's current
-config hash: that file is written last, after the cell's records reached the results
-store, so a killed or failed cell has none and is submitted again on the next launch,
-while a cell whose config changed gets a new hash and reruns too.
+Every cell is loaded from ``base_config`` with the grid's ``common_overrides`` and its own
+overrides (through ``load_config``, so a typo names the cell and the key before anything
+is submitted). The grid's plan is the union of its cells' stages -- ``select`` (cells
+that filter an annotated corpus), ``pretrain``, ``evaluate``, ``report`` -- each one array,
+plus the grid's table. An element is done by the same tests as in a single run (the
+export marker holds the cell's config hash, records are in the store), so a relaunch
+submits only missing, failed or changed work.
 """
 
 from __future__ import annotations
@@ -13,29 +16,26 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import random
 import re
-import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterator
 
+from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
+from mcbio.cluster.plan import Element, Plan, Stage, single_task
+from mcbio.config.checks import Problems
+from mcbio.config.grid import DataSelectionConfig, GridCellConfig, GridRunConfig
+from mcbio.config.loader import ConfigError, config_hash, load_config, to_container
 from mcbio.files import write_json_atomic, write_jsonl_atomic
 from mcbio.jsonl import iter_jsonl
-from mcbio.config.grid import GridCellConfig, GridRunConfig
-from mcbio.config.loader import REPO_ROOT, ConfigError, config_hash, load_config, to_yaml
-from mcbio.results.records import ResultStore, RunRecord, git_commit, read_records
+from mcbio.pipelines.pretrain import pretraining_stages, stages_of
+from mcbio.results.records import ResultStore
 
 log = logging.getLogger(__name__)
 
-DONE_MARKER = "cell_done.json"
 CELL_NAME = re.compile(r"^[A-Za-z0-9_.,=+-]+$")
-
-
-def repo_path(path: str | Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else REPO_ROOT / p
+SELECTED_CORPUS = Path("data") / "selected.jsonl"
 
 
 # --------------------------------------------------------------------------- cells
@@ -60,43 +60,51 @@ def cell_overrides(grid: GridRunConfig) -> dict[str, list[str]]:
     return cells
 
 
-def build_cells(grid: GridRunConfig, grid_out: Path) -> list[GridCellConfig]:
-    """Every cell as a validated config; a bad override raises ConfigError naming the cell."""
-    base = repo_path(grid.base_config)
-    results_dir = repo_path(grid.results_dir)
+def base_config_path(grid: GridRunConfig, grid_file: Path | None) -> Path:
+    """``base_config``: absolute, or relative to the folder of the grid file that names it."""
+    path = Path(grid.base_config).expanduser()
+    if not path.is_absolute():
+        path = (grid_file.parent if grid_file else Path.cwd()) / path
+    if not path.is_file():
+        raise ConfigError(f"'base_config': {path} not found (relative paths are from the grid file's folder)")
+    return path.resolve()
+
+
+def build_cells(grid: GridRunConfig, grid_out: Path, grid_file: Path | None = None) -> list[GridCellConfig]:
+    """Every cell as a validated config, derived from overrides (never changed after loading)."""
+    base = base_config_path(grid, grid_file)
+    results_dir = Path(grid.results_dir).expanduser().resolve()
     cfgs = []
     for name, overrides in cell_overrides(grid).items():
         dotlist = [f"cluster={grid.cluster}", f"wait={str(grid.wait).lower()}"]
         if grid.cell_preset:
             dotlist.append(f"preset={grid.cell_preset}")
+        tags = sorted(set(grid.tracking.tags) | {f"grid:{grid.name}", f"cell:{name}"})
         dotlist += list(grid.common_overrides) + list(overrides)
-        dotlist += [f"name={grid.name}.{name}", f"out_dir={grid_out / name}", f"grid_name={grid.name}",
-                    f"cell_name={name}", f"results_dir={results_dir}"]
+        dotlist += [f"name={grid.name}.{name}", f"out_dir={grid_out / name}",
+                    f"grid_name={grid.name}", f"cell_name={name}", f"evaluation.results_dir={results_dir}",
+                    f"tracking.group={grid.tracking.group or grid.name}", f"tracking.tags=[{','.join(tags)}]"]
+        if grid.array_parallelism:
+            dotlist.append(f"resources.array_parallelism={grid.array_parallelism}")
         try:
             cfg = load_config(GridCellConfig, base, dotlist)
+            if cfg.selection.enabled:
+                # The cell trains on the corpus its select element writes (see select_element).
+                cfg = load_config(GridCellConfig, base, dotlist + [f"data.corpus={grid_out / name / SELECTED_CORPUS}"])
         except ConfigError as err:
             raise ConfigError(f"grid '{grid.name}', cell '{name}': {err}") from None
-        cfg.tracking.group = grid.tracking.group or grid.name
-        cfg.tracking.tags = sorted(set(cfg.tracking.tags) | set(grid.tracking.tags) | {f"grid:{grid.name}", f"cell:{name}"})
-        if grid.array_parallelism:
-            cfg.resources.array_parallelism = grid.array_parallelism
         cfgs.append(cfg)
     return cfgs
 
 
-def cell_hash(cfg: GridCellConfig) -> str:
-    """The cell's config hash; where its records are stored does not change what it computes."""
-    return config_hash(dataclasses.replace(cfg, results_dir=""))
+def selection_hash(cfg: GridCellConfig) -> str:
+    return config_hash({"selection": to_container(cfg.selection), "source": selection_source(cfg)})
 
 
-def is_done(cfg: GridCellConfig) -> bool:
-    marker = Path(cfg.out_dir) / DONE_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("config_hash") == cell_hash(cfg)
-    except json.JSONDecodeError:
-        return False
+def selection_source(cfg: GridCellConfig) -> str:
+    from mcbio.data.corpus import SAMPLE_CORPUS
+
+    return str(Path(cfg.selection.source or SAMPLE_CORPUS).expanduser().resolve())
 
 
 # --------------------------------------------------------------------------- data selection
@@ -170,118 +178,102 @@ def select_passages(cfg, source: Path) -> tuple[list[dict], dict[str, int]]:
     return kept, counts
 
 
-def apply_selection(cfg: GridCellConfig, out_dir: Path) -> dict[str, int] | None:
-    """Write the cell's selected corpus and point ``data.corpus`` at it (no-op when disabled)."""
-    if not cfg.selection.enabled:
-        return None
-    from mcbio.data.corpus import SAMPLE_CORPUS
+@dataclass(frozen=True)
+class SelectionJob:
+    """The select element of a cell: its selection, where to read, where to write."""
 
-    source = Path(cfg.selection.source or cfg.data.corpus or SAMPLE_CORPUS)
+    selection: DataSelectionConfig
+    source: str
+    target: str
+    selection_hash: str
+
+
+def select_element(job: SelectionJob) -> dict:
+    """Write the cell's selected corpus and its counts (``selection.json``, with the selection's hash)."""
+    source = Path(job.source)
     if not source.exists():
         raise FileNotFoundError(f"selection.source: {source} does not exist")
-    rows, counts = select_passages(cfg.selection, source)
-    target = out_dir / "data" / "selected.jsonl"
+    rows, counts = select_passages(job.selection, source)
+    target = Path(job.target)
     write_jsonl_atomic(target, rows)
-    cfg.data.corpus = str(target)
-    (out_dir / "selection.json").write_text(json.dumps(counts, indent=1), encoding="utf-8")
+    write_json_atomic(target.parent.parent / "selection.json", {**counts, "selection_hash": job.selection_hash}, indent=1)
     log.info("selection %s -> %s: %s", source, target, counts)
     return counts
 
 
-# --------------------------------------------------------------------------- job body
+def _selection_done(out_dir: Path, h: str) -> bool:
+    marker = out_dir / "selection.json"
+    if not (marker.is_file() and (out_dir / SELECTED_CORPUS).is_file()):
+        return False
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("selection_hash") == h
+    except json.JSONDecodeError:
+        return False
 
 
-def run_grid_cell(cfg: GridCellConfig) -> dict:
-    """Selection -> pretraining experiment -> records into the store -> done marker."""
-    from mcbio.pipelines.pretrain import run_pretraining_experiment
-
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = cell_hash(cfg)
-    counts = apply_selection(cfg, out_dir)
-    start = time.time()
-    summary = run_pretraining_experiment(cfg)
-    wall_s = time.time() - start
-    store = ResultStore(cfg.results_dir)
-    tag = {"grid": cfg.grid_name, "cell": cfg.cell_name}
-    added = 0
-    if (out_dir / "results").exists():
-        records = read_records(out_dir / "results")
-        for rec in records:
-            rec.extra = {**rec.extra, **tag}
-            rec.config_hash = run_hash
-        added = store.add(records, cfg.grid_name)
-    if "pretrain" in cfg.stages:
-        gpus = cfg.resources.nodes * cfg.resources.gpus_per_node
-        store.add_run(RunRecord(model=cfg.name, config_hash=run_hash, gpu_hours=gpus * wall_s / 3600.0,
-                                num_gpus=gpus, wall_s=round(wall_s, 3), gpu_type=os.environ.get("MCBIO_GPU_TYPE", "H100" if gpus else "cpu"),
-                                commit=git_commit(), extra=tag), cfg.grid_name)
-    result = {**summary, "cell": cfg.cell_name, "config_hash": run_hash, "records_added": added, "selection": counts}
-    write_json_atomic(out_dir / DONE_MARKER, result, indent=1)
-    return result
+# --------------------------------------------------------------------------- plan
 
 
-# --------------------------------------------------------------------------- launcher
+@dataclass(frozen=True)
+class GridTableJob:
+    name: str
+    results_dir: str
+    cells: tuple[str, ...]
+    table: dict
 
 
-def write_grid_table(grid: GridRunConfig) -> Path | None:
+def grid_table_element(job: GridTableJob) -> str:
+    from mcbio.config.grid import GridTableConfig
     from mcbio.pipelines.report import grid_table
-
-    store = ResultStore(repo_path(grid.results_dir))
-    records = store.records(grid.name)
-    if not records:
-        return None
-    text = grid_table(records, grid.name, list(cell_overrides(grid)), grid.table)
     from mcbio.results.latex import write_table
 
-    return write_table(text, store.tables_dir / f"{grid.name}.tex")
+    store = ResultStore(job.results_dir)
+    records = [r for r in store.records() if r.extra.get("grid") == job.name or r.model.startswith(job.name + ".")]
+    text = grid_table(records, job.name, list(job.cells), GridTableConfig(**job.table))
+    return str(write_table(text, store.tables_dir / f"{job.name}.tex"))
 
 
-def launch_grid(
-    config_file: str | Path,
-    argv: Sequence[str] | None = None,
-    entry: Callable[[GridCellConfig], Any] = run_grid_cell,
-) -> int:
-    """Load the grid, submit its unfinished cells as one array, wait, then regenerate its table."""
-    from mcbio.cluster.launch import resolve_out_dir, submit_array
+def plan_grid(grid: GridRunConfig, ctx: LaunchContext) -> Plan:
+    grid_out = run_dir_of(grid)
+    cells = build_cells(grid, grid_out, ctx.config_file)
+    problems = Problems()
+    select, pretrain, evaluate, report = [], [], [], []
+    for cell in cells:
+        out = Path(cell.out_dir)
+        if cell.selection.enabled:
+            h = selection_hash(cell)
+            source = selection_source(cell)
+            if not Path(source).exists():
+                problems.add(f"cells.{cell.cell_name}: selection.source", f"{source} does not exist")
+            select.append(Element(key=element_name(cell.cell_name, "select"), entry="mcbio.pipelines.grid:select_element",
+                                  cfg=SelectionJob(cell.selection, source, str(out / SELECTED_CORPUS), h),
+                                  done=lambda out=out, h=h: _selection_done(out, h),
+                                  describe=lambda r: f"kept {r.get('kept')} of {r.get('read')}"))
+        cell_problems = Problems()
+        p, e, r, _ = pretraining_stages(cell, cell_problems, key_prefix=f"{cell.cell_name}/")
+        # The selected corpus does not exist before its select element has run.
+        problems.items += [f"cell '{cell.cell_name}': {i}" for i in cell_problems.items
+                           if not (cell.selection.enabled and i.startswith("'data.corpus'"))]
+        pretrain += p
+        evaluate += e
+        report += r
+    problems.raise_if_any(f"the grid '{grid.name}'")
+    first = cells[0]  # cells share the base experiment's resources
+    stages: list[Stage] = []
+    if select:
+        stages.append(Stage("select", tuple(select), single_task(first.resources, timeout_min=30)))
+    for stage in stages_of(first, pretrain, evaluate, report):
+        if stage.name == "report":
+            after = tuple(s.name for s in stages)
+        elif select and (stage.name == "pretrain" or not stage.after):
+            after = ("select",)
+        else:
+            after = stage.after
+        stages.append(dataclasses.replace(stage, after=after))
+    table = GridTableJob(grid.name, str(Path(grid.results_dir).expanduser().resolve()), tuple(cell_overrides(grid)),
+                         to_container(grid.table))
+    stages.append(Stage("table", (Element(key=element_name("table", grid.name), entry="mcbio.pipelines.grid:grid_table_element",
+                                          cfg=table, describe=str),), single_task(first.resources, timeout_min=10),
+                        after=tuple(s.name for s in stages)))
+    return Plan(name=grid.name, run_dir=grid_out, stages=tuple(stages))
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        grid = load_config(GridRunConfig, config_file, argv)
-        grid_out = resolve_out_dir(grid)
-        cells = build_cells(grid, grid_out)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    pending = [c for c in cells if not is_done(c)]
-    for c in cells:
-        print(f"[mcbio] {grid.name}/{c.cell_name}: {'pending' if c in pending else 'done (skipped)'}", flush=True)
-    if grid.dry_run:
-        for c in cells:
-            print(f"# ---- cell {c.cell_name}\n{to_yaml(c)}", end="")
-        return 0
-    grid_out.mkdir(parents=True, exist_ok=True)
-    (grid_out / "grid.yaml").write_text(to_yaml(grid), encoding="utf-8")
-    (grid_out / "submitted.json").write_text(json.dumps([c.cell_name for c in pending]), encoding="utf-8")
-    failed: list[str] = []
-    if pending:
-        jobs = submit_array(entry, pending, grid_out / "submitit", grid.name)
-        print(f"[mcbio] {grid.name}: {len(jobs)} cell(s) submitted as job(s) {', '.join(j.job_id for j in jobs)}", flush=True)
-        if not grid.wait:
-            return 0
-        for cfg, job in zip(pending, jobs):
-            try:
-                job.result()
-            except Exception as err:  # one failed cell must not hide the others
-                failed.append(cfg.cell_name)
-                lines = [l.strip() for l in str(err).splitlines() if l.strip()]
-                cause = next((l for l in reversed(lines) if re.match(r"^\w+(Error|Exception)\b", l)), lines[-1] if lines else repr(err))
-                print(f"[mcbio] cell {cfg.cell_name} failed (job {job.job_id}): {cause}; log: {job.paths.stderr}",
-                      file=sys.stderr)
-    table = write_grid_table(grid)
-    if table:
-        print(f"[mcbio] table: {table}")
-    if failed:
-        print(f"[mcbio] {len(failed)} cell(s) failed: {', '.join(failed)}; launch again to rerun only those", file=sys.stderr)
-        return 1
-    return 0

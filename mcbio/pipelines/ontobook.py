@@ -1,24 +1,26 @@
 """OntoBook experiment: ontology walks -> LLM rephrasing -> verified documents + statistics.
 
-The launched job plans one shard per (ontology, shard index), runs the shards as a job
-array (``shard_jobs=array``, one element each) or in this job (``inline``), then merges
-them. Finished shards are skipped, so a rerun or a requeue resumes.
+Two stages of the one launcher: ``shards``, one element per (ontology, shard index) that
+loads its graph, walks and rephrases (its GPU need is ``shard_needs``), done when the
+shard's statistics file exists; then ``merge``, one CPU element that merges the shards
+into the documents file and the statistics.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from mcbio.cluster import submit_array
-from mcbio.config.loader import to_yaml
+from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
+from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
+from mcbio.config.checks import Problems
 from mcbio.config.ontobook import OntobookRunConfig
-from mcbio.data.ontobook.build import merge_shards, run_shard, shard_paths
-from mcbio.data.ontobook.sources import load_ontology, resolve_source_path
-from mcbio.llm import build_backend
+from mcbio.data.ontobook.build import shard_paths
+from mcbio.data.ontobook.sources import resolve_source_path
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ def shard_plan(cfg: OntobookRunConfig) -> Dict[str, int]:
 
 def run_ontobook_shards(cfg: OntobookRunConfig, shards: List[Tuple[str, int]]) -> List[dict]:
     """Run the given (ontology, index) shards here, loading each graph and the backend once."""
+    from mcbio.data.ontobook.sources import load_ontology
+    from mcbio.llm import build_backend
+    from mcbio.data.ontobook.build import run_shard
+
     out_dir = Path(cfg.out_dir)
     backend = None
     stats, graphs = [], {}
@@ -46,47 +52,46 @@ def run_ontobook_shards(cfg: OntobookRunConfig, shards: List[Tuple[str, int]]) -
     return stats
 
 
-def run_ontobook_shard(cfg: OntobookRunConfig) -> dict:
-    """Job-array element: the one shard named by ``shard_ontology`` / ``shard_index``."""
-    if cfg.shard_ontology is None or cfg.shard_index is None:
-        raise ValueError("run_ontobook_shard needs 'shard_ontology' and 'shard_index' (set by run_ontobook)")
-    return run_ontobook_shards(cfg, [(cfg.shard_ontology, cfg.shard_index)])[0]
+@dataclass(frozen=True)
+class OntobookShard:
+    cfg: OntobookRunConfig
+    ontology: str
+    index: int
 
 
-def run_ontobook(cfg: OntobookRunConfig) -> dict:
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
-    plan = shard_plan(cfg)
-    if cfg.paths.shared_data:
-        # Array elements may start elsewhere: give them an absolute data root.
-        cfg.paths.shared_data = str(Path(cfg.paths.shared_data).expanduser().resolve())
-    # Fail before submitting anything when a source file is missing.
-    for name in plan:
-        resolve_source_path(name, cfg.ontologies[name].path, cfg.paths.shared_data)
-    todo = [(n, i) for n, k in plan.items() for i in range(k) if not shard_paths(out_dir, n, i)[1].is_file()]
-    log.info("ontobook: %d shards planned, %d to run (%s)", sum(plan.values()), len(todo), cfg.shard_jobs)
-    if todo and cfg.shard_jobs == "inline":
-        run_ontobook_shards(cfg, todo)
-    elif todo:
-        shard_cfgs = []
-        for name, index in todo:
-            sub = copy.deepcopy(cfg)
-            sub.shard_ontology, sub.shard_index = name, index
-            for key in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min"):
-                setattr(sub.resources, key, getattr(cfg.shard_job, key))
-            shard_cfgs.append(sub)
-        jobs = submit_array(run_ontobook_shard, shard_cfgs, out_dir / "submitit-shards", f"{cfg.name}-shard")
-        log.info("ontobook: submitted %d shard jobs (%s)", len(jobs), jobs[0].job_id if jobs else "-")
-        failed = []
-        for (name, index), job in zip(todo, jobs):
-            try:
-                job.result()
-            except Exception as err:  # a failed element: report all of them, keep finished shards
-                failed.append(f"{name}-{index} (job {job.job_id}): {str(err).strip().splitlines()[-1]}")
-        if failed:
-            raise RuntimeError("ontobook shard jobs failed (finished shards are kept; rerun to resume):\n  "
-                               + "\n  ".join(failed))
-    summary = merge_shards(out_dir, plan, cfg.output.tokenizer)
+def run_ontobook_shard(job: OntobookShard) -> dict:
+    """Job element: the one shard ``(ontology, index)``."""
+    return run_ontobook_shards(job.cfg, [(job.ontology, job.index)])[0]
+
+
+def merge_ontobook(cfg: OntobookRunConfig) -> dict:
+    """Job element: every shard -> the documents file and per-ontology statistics."""
+    from mcbio.data.ontobook.build import merge_shards
+
+    summary = merge_shards(Path(cfg.out_dir), shard_plan(cfg), cfg.output.tokenizer)
     log.info("ontobook: %s", json.dumps(summary["ontologies"], ensure_ascii=False))
-    return {"out_dir": str(out_dir), **summary}
+    return {"out_dir": cfg.out_dir, **summary}
+
+
+def plan_ontobook(cfg: OntobookRunConfig, ctx: LaunchContext) -> Plan:
+    problems = Problems()
+    plan = shard_plan(cfg)
+    shared = str(Path(cfg.paths.shared_data).expanduser().resolve()) if cfg.paths.shared_data else None
+    for name in plan:
+        with problems.collect(f"ontologies.{name}.path"):
+            resolve_source_path(name, cfg.ontologies[name].path, shared)
+    problems.raise_if_any(f"the OntoBook run '{cfg.name}'")
+    run_dir = run_dir_of(cfg)
+    # Elements may start in another folder: they get the absolute data root.
+    element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir), paths=dataclasses.replace(cfg.paths, shared_data=shared))
+    shards = tuple(Element(key=element_name("shard", f"{name}-{i:04d}"), entry="mcbio.pipelines.ontobook:run_ontobook_shard",
+                           cfg=OntobookShard(element_cfg, name, i),
+                           done=lambda f=shard_paths(run_dir, name, i)[1]: f.is_file(),
+                           describe=lambda r: f"{r.get('kept', '?')} documents kept")
+                   for name, k in plan.items() for i in range(k))
+    merge = Element(key=element_name("merge", cfg.name), entry="mcbio.pipelines.ontobook:merge_ontobook", cfg=element_cfg,
+                    describe=lambda r: json.dumps(r.get("ontologies", {}), ensure_ascii=False)[:200])
+    return Plan(name=run_name(cfg), run_dir=run_dir, stages=(
+        Stage("shards", shards, with_needs(cfg.resources, cfg.shard_needs)),
+        Stage("merge", (merge,), single_task(cfg.resources), after=("shards",)),
+    ))

@@ -1,81 +1,183 @@
-"""Pretraining experiment: pretrain -> HF export -> fine-tuning evaluation -> LaTeX table.
+"""Pretraining experiment as three stages: pretrain (+ HF export) -> evaluation array -> the run's table.
 
-Every stage is resumable: pretraining autoresumes from the run's checkpoints, the
-export is rewritten, evaluation skips (task, seed) records already written.
+* ``pretrain``: one element (one task per GPU) runs every phase in one Composer fit,
+  autoresuming from the run's checkpoints, then rank 0 exports ``<run>/hf`` with a
+  :data:`~mcbio.pipelines.evaluate.RUN_MARKER` naming the run; done when that marker
+  carries the run's config hash.
+* ``evaluate``: one element per (task, seed) on the export, through the same planner as
+  the evaluation launcher, into the same results store, named after the run.
+* ``report``: the run's own table (``<run>/tables/results.tex``) from the store.
+
+On Slurm the stages are arrays chained by ``afterok`` dependencies, submitted together
+from the launcher; nothing waits inside a job for another job.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from composer.utils import dist
-
-from mcbio.config.loader import config_hash, to_yaml
+from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
+from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
+from mcbio.config.checks import Problems, check_model_dir, check_path, check_tokenizer_dir
+from mcbio.config.loader import config_hash, to_container
 from mcbio.config.schema import PretrainRunConfig
-from mcbio.evaluate.run import evaluate_task
-from mcbio.model.export import export_hf
-from mcbio.results.latex import results_table, write_table
-from mcbio.results.records import ResultRecord, append_records, git_commit, read_records
-from mcbio.tracking import wandb_run
-from mcbio.train.pretrain import pretrain
+from mcbio.files import write_json_atomic
+from mcbio.pipelines.evaluate import RUN_MARKER, evaluation_elements, resolve_suite
+from mcbio.results.records import ResultStore, RunRecord, git_commit
 
 log = logging.getLogger(__name__)
 
 
-def run_evaluations(cfg: PretrainRunConfig, out_dir: Path, model_path: Path, run_hash: str) -> list[ResultRecord]:
-    results_dir = out_dir / "results"
-    done = {(r.task, r.seed) for r in read_records(results_dir)} if results_dir.exists() else set()
-    commit = git_commit()
-    new: list[ResultRecord] = []
-    with wandb_run(cfg, out_dir, "evaluate") as wb:
-        for task in cfg.evaluation.tasks:
-            for seed in cfg.evaluation.seeds:
-                if (task, seed) in done:
-                    log.info("skip %s seed %d: record exists", task, seed)
-                    continue
-                res = evaluate_task(str(model_path), task, seed, cfg.evaluation.finetune, cfg.paths.shared_data)
-                extra = {"best_epoch": res["best_epoch"], "train_time_s": round(res["train_time_s"], 2),
-                         "primary": False, "run": cfg.name}
-                records = [
-                    ResultRecord(model=cfg.name, task=task, seed=seed, metric=name, value=value,
-                                 config_hash=run_hash, commit=commit,
-                                 extra={**extra, "primary": name == res["primary_metric"]})
-                    for name, value in res["metrics"].items()
-                ]
-                append_records(results_dir / f"{task}.jsonl", records)
-                new.extend(records)
-                log.info("%s seed %d: %s", task, seed, res["metrics"])
-                if wb is not None:
-                    wb.log({f"eval/{task}/{k}": v for k, v in res["metrics"].items()} | {"seed": seed})
-    return new
+# --------------------------------------------------------------------------- checks
 
 
-def write_report(cfg: PretrainRunConfig, out_dir: Path) -> Path:
-    records = read_records(out_dir / "results")
-    table = results_table(records, caption=f"Fine-tuning results of {cfg.name} (test set, mean over seeds)",
-                          label=f"tab:{cfg.name}", decimal_comma=cfg.report.decimal_comma)
-    return write_table(table, out_dir / "tables" / "results.tex")
+def check_pretraining_inputs(cfg: PretrainRunConfig, problems: Problems) -> None:
+    """Every path the pretraining element reads exists and is of the right kind."""
+    if cfg.data.shards:
+        shards = check_path(problems, "data.shards", cfg.data.shards, "dir")
+        if shards is not None and not (shards / "index.json").is_file():
+            problems.add("data.shards", f"{shards} holds no packed shards (index.json missing; "
+                                        "write them with the curation experiment)")
+    elif cfg.data.corpus:
+        check_path(problems, "data.corpus", cfg.data.corpus)
+    if cfg.model.init_from:
+        check_model_dir(problems, "model.init_from", cfg.model.init_from, tokenizer=not cfg.model.tokenizer)
+    if cfg.model.tokenizer:
+        path = check_path(problems, "model.tokenizer", cfg.model.tokenizer, "dir")
+        if path is not None:
+            check_tokenizer_dir(problems, "model.tokenizer", path)
 
 
-def run_pretraining_experiment(cfg: PretrainRunConfig) -> dict:
+# --------------------------------------------------------------------------- plan
+
+
+def export_done(hf_dir: Path, run_hash: str) -> bool:
+    marker = hf_dir / RUN_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("config_hash") == run_hash
+    except json.JSONDecodeError:
+        return False
+
+
+@dataclass(frozen=True)
+class RunTableConfig:
+    """The report element of a pretraining run: its records -> ``<run>/tables/results.tex``."""
+
+    results_dir: str
+    model: str
+    out_path: str
+    decimal_comma: bool
+
+
+def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: str = "") -> tuple[list, list, list, list]:
+    """(pretrain, evaluate, report) elements and notes of one run; problems are collected, not raised."""
+    check_pretraining_inputs(cfg, problems)
+    run_dir = run_dir_of(cfg)
+    name = run_name(cfg)
+    hf_dir = run_dir / "hf"
+    element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir))
+    run_hash = config_hash(cfg)
+    pretrain, evaluate, report, notes = [], [], [], []
+    if "pretrain" in cfg.stages:
+        pretrain.append(Element(key=element_name(key_prefix + "pretrain", name),
+                                entry="mcbio.pipelines.pretrain:pretrain_element", cfg=element_cfg,
+                                done=lambda: export_done(hf_dir, run_hash),
+                                describe=lambda r: f"exported {r.get('hf')}"))
+    elif "evaluate" in cfg.stages and cfg.evaluation.enabled:
+        check_model_dir(problems, "stages", str(hf_dir))
+    if "evaluate" in cfg.stages and cfg.evaluation.enabled:
+        specs, notes = resolve_suite(cfg.evaluation, cfg.paths.shared_data, problems, "evaluation.")
+        evaluate = evaluation_elements({name: (str(hf_dir), "pretrained")}, specs, cfg.evaluation, cfg, run_dir)
+        if key_prefix:
+            evaluate = [dataclasses.replace(e, key=key_prefix + e.key) for e in evaluate]
+    if "report" in cfg.stages and cfg.report.enabled:
+        table = run_dir / "tables" / "results.tex"
+        store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
+        table_cfg = RunTableConfig(str(store.root), name, str(table), cfg.report.decimal_comma)
+        report.append(Element(key=element_name(key_prefix + "report", name), entry="mcbio.pipelines.pretrain:run_table",
+                              cfg=table_cfg, done=lambda: _table_fresh(table, store, name),
+                              describe=lambda r: str(r)))
+    return pretrain, evaluate, report, notes
+
+
+def _table_fresh(table: Path, store: ResultStore, model: str) -> bool:
+    """The run's table exists and is newer than every record of the run."""
+    if not table.is_file():
+        return False
+    files = list(store.records_dir.glob("*.jsonl")) if store.records_dir.is_dir() else []
+    newest = max((f.stat().st_mtime for f in files if model in f.read_text(encoding="utf-8")), default=0.0)
+    return table.stat().st_mtime >= newest
+
+
+def stages_of(cfg: PretrainRunConfig, pretrain: list, evaluate: list, report: list) -> tuple[Stage, ...]:
+    stages = []
+    if pretrain:
+        stages.append(Stage("pretrain", tuple(pretrain), cfg.resources))
+    if evaluate:
+        stages.append(Stage("evaluate", tuple(evaluate), with_needs(cfg.resources, cfg.evaluation.needs),
+                            after=("pretrain",) if pretrain else ()))
+    if report:
+        stages.append(Stage("report", tuple(report), single_task(cfg.resources, timeout_min=10),
+                            after=tuple(s.name for s in stages)))
+    return tuple(stages)
+
+
+def plan_pretraining(cfg: PretrainRunConfig, ctx: LaunchContext) -> Plan:
+    problems = Problems()
+    pretrain, evaluate, report, notes = pretraining_stages(cfg, problems)
+    problems.raise_if_any(f"the run '{run_name(cfg)}'")
+    return Plan(name=run_name(cfg), run_dir=run_dir_of(cfg), stages=stages_of(cfg, pretrain, evaluate, report),
+                notes=tuple(notes))
+
+
+# --------------------------------------------------------------------------- job bodies
+
+
+def pretrain_element(cfg: PretrainRunConfig) -> dict:
+    """Train every phase, export ``hf/`` (rank 0) and record the run's compute in the store."""
+    from composer.utils import dist
+
+    from mcbio.model.export import export_hf
+    from mcbio.tracking import composer_wandb_logger
+    from mcbio.train.pretrain import pretrain
+
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
-    run_hash = config_hash(cfg)
-    summary: dict = {"out_dir": str(out_dir), "config_hash": run_hash}
-    hf_dir = out_dir / "hf"
-    if "pretrain" in cfg.stages:
-        hf_model, tokenizer, _ = pretrain(cfg, out_dir)
-        if "export" in cfg.stages and dist.get_global_rank() == 0:
-            export_hf(hf_model, tokenizer, hf_dir)
-            summary["hf"] = str(hf_dir)
+    name = run_name(cfg)
+    started = time.time()
+    logger = composer_wandb_logger(cfg.tracking, name, out_dir, "pretrain", to_container(cfg))
+    res = cfg.resources
+    hf_model, tokenizer, _ = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,
+                                      expected_world_size=res.nodes * res.gpus_per_node,
+                                      loggers=[logger] if logger else [])
     if dist.get_global_rank() != 0:
-        return summary
-    if "evaluate" in cfg.stages and cfg.evaluation.enabled:
-        if not (hf_dir / "config.json").is_file():
-            raise FileNotFoundError(f"no exported model at {hf_dir}: run the 'pretrain' and 'export' stages first")
-        summary["new_records"] = len(run_evaluations(cfg, out_dir, hf_dir, run_hash))
-    if "report" in cfg.stages and cfg.report.enabled and (out_dir / "results").exists():
-        summary["table"] = str(write_report(cfg, out_dir))
-    return summary
+        return {"rank": dist.get_global_rank()}
+    hf_dir = out_dir / "hf"
+    export_hf(hf_model, tokenizer, hf_dir)
+    run_hash = config_hash(cfg)
+    wall_s = time.time() - started
+    gpus = res.nodes * res.gpus_per_node
+    ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve()).add_run(RunRecord(
+        model=name, config_hash=run_hash, gpu_hours=gpus * wall_s / 3600.0, num_gpus=gpus, wall_s=round(wall_s, 3),
+        gpu_type=os.environ.get("MCBIO_GPU_TYPE", "H100" if gpus else "cpu"), commit=git_commit(),
+        extra={"cpu_hours": round(res.nodes * res.tasks_per_node * res.cpus_per_task * wall_s / 3600.0, 4)}), name)
+    write_json_atomic(hf_dir / RUN_MARKER, {"run": name, "config_hash": run_hash, "commit": git_commit()})
+    return {"hf": str(hf_dir), "config_hash": run_hash, "wall_s": round(wall_s, 1)}
+
+
+def run_table(cfg: RunTableConfig) -> str:
+    """The run's records (primary and secondary metrics, mean over seeds) as a LaTeX table."""
+    from mcbio.results.latex import results_table, write_table
+
+    records = [r for r in ResultStore(cfg.results_dir).records() if r.model == cfg.model]
+    table = results_table(records, caption=f"Fine-tuning results of {cfg.model} (test set, mean over seeds)",
+                          label=f"tab:{cfg.model}", decimal_comma=cfg.decimal_comma)
+    return str(write_table(table, cfg.out_path))

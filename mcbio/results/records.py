@@ -1,8 +1,7 @@
-"""One JSON object per evaluation, appended under a file lock so concurrent jobs never interleave."""
+"""Result records and the results store: one JSON object per evaluation, appended under a file lock."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -11,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from mcbio.config.loader import REPO_ROOT
+from filelock import FileLock
+
 from mcbio.jsonl import iter_jsonl
 
 
@@ -32,35 +32,23 @@ class ResultRecord:
         return (self.model, self.task, self.seed, self.metric, self.config_hash, self.split)
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-    if commit != "unknown":
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-        if dirty.stdout.strip():
-            commit += "-dirty"
-    return commit
+def git_commit(where: Path | None = None) -> str:
+    """The commit of the code that runs: the package's own checkout, else the working directory's.
 
-
-def append_records(path: str | Path, records: Iterable[ResultRecord]) -> int:
-    """Append records as JSON lines; an exclusive lock makes each batch one atomic write."""
-    lines = "".join(json.dumps(asdict(r), ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-    if not lines:
-        return 0
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    ``-dirty`` is appended when tracked files differ from it; ``unknown`` outside a checkout
+    (an installed package run from a folder that is not one).
+    """
+    for repo in ([where] if where else [Path(__file__).resolve().parent, Path.cwd()]):
         try:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    return lines.count("\n")
+            out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode != 0:
+            continue
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return "unknown"
 
 
 def read_records(paths: str | Path | Iterable[str | Path]) -> list[ResultRecord]:
@@ -146,24 +134,20 @@ class ResultStore:
     def _locked_append(self, file: Path, rows: list[dict], key_of) -> int:
         file.parent.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                seen = {key_of(row) for _, row in iter_jsonl(file)} if file.exists() else set()
-                new = []
-                for row in rows:
-                    k = key_of(row)
-                    if k not in seen:
-                        seen.add(k)
-                        new.append(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-                if new:
-                    with open(file, "a", encoding="utf-8") as handle:
-                        handle.write("".join(new))
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                return len(new)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(str(self.root / ".lock")):
+            seen = {key_of(row) for _, row in iter_jsonl(file)} if file.exists() else set()
+            new = []
+            for row in rows:
+                k = key_of(row)
+                if k not in seen:
+                    seen.add(k)
+                    new.append(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            if new:
+                with open(file, "a", encoding="utf-8") as handle:
+                    handle.write("".join(new))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            return len(new)
 
     def add(self, records: Iterable[ResultRecord], experiment: str) -> int:
         """Store records under ``records/<experiment>.jsonl``; return how many were new."""
@@ -177,6 +161,14 @@ class ResultStore:
         return self._locked_append(
             self.runs_dir / f"{experiment}.jsonl", [asdict(run)], lambda row: (row["model"], row["config_hash"])
         )
+
+    def done_keys(self) -> set[tuple]:
+        """(model, task, seed, config_hash, split) of every primary-metric record, in every records file.
+
+        The done-key of an evaluation: whichever launcher or run wrote it, an element with
+        the same key is not run again.
+        """
+        return {(r.model, r.task, r.seed, r.config_hash, r.split) for r in self.records() if r.extra.get("primary")}
 
     def records(self, experiment: str | None = None) -> list[ResultRecord]:
         if experiment is not None:

@@ -1,61 +1,98 @@
-"""The launcher path on submitit's local executor: single jobs, arrays, timeout -> requeue -> resume."""
+"""The one launcher on submitit's local executor: arrays, parallelism, requeue, failures, relaunches."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 
-from mcbio.cluster import submit, submit_array
-from mcbio.cluster.launch import launch
-from mcbio.cluster.selftest import SelfTestConfig
-from mcbio.config import load_config
-
-
-def local_cfg(tmp_path, **overrides) -> SelfTestConfig:
-    args = ["cluster=local", f"out_dir={tmp_path}", "tracking.wandb=false"]
-    args += [f"{k}={v}" for k, v in overrides.items()]
-    return load_config(SelfTestConfig, None, args)
+from mcbio.cluster.launcher import launch, run_dir_of
+from mcbio.cluster.selftest import SelfTestConfig, plan_selftest
+from mcbio.config import load_config, to_yaml
 
 
-def test_local_job_runs_in_another_process(tmp_path):
-    job = submit("mcbio.cluster.selftest:probe", local_cfg(tmp_path))
-    info = job.result()
-    assert info["pid"] != os.getpid()
-    assert json.loads((tmp_path / "probe-0.json").read_text())["pid"] == info["pid"]
+def run(tmp_path, *overrides: str) -> int:
+    return launch(SelfTestConfig, None, plan_selftest, ["cluster=local", f"out_dir={tmp_path}", *overrides])
 
 
-def test_local_array_runs_every_cell(tmp_path):
-    cfgs = [local_cfg(tmp_path, cell=i) for i in range(3)]
-    jobs = submit_array("mcbio.cluster.selftest:probe", cfgs, tmp_path / "submitit")
-    results = [j.result() for j in jobs]
-    assert sorted(r["cell"] for r in results) == [0, 1, 2]
-    assert len({r["pid"] for r in results}) == 3
-    assert sorted(p.name for p in tmp_path.glob("probe-*.json")) == ["probe-0.json", "probe-1.json", "probe-2.json"]
+def state(tmp_path, cell: int, name: str = "counter.json") -> dict:
+    return json.loads((tmp_path / f"cell-{cell}" / name).read_text())
+
+
+def test_local_array_runs_every_element_in_its_own_process(tmp_path, capsys):
+    assert run(tmp_path, "cells=3") == 0
+    pids = {state(tmp_path, i, "probe.json")["pid"] for i in range(3)}
+    assert len(pids) == 3 and os.getpid() not in pids
+    out = capsys.readouterr().out
+    assert "3/3 done, 0 running, 0 failed" in out
+    # Relaunch: every element is done, nothing is submitted.
+    assert run(tmp_path, "cells=3") == 0
+    assert "nothing to run, every element is done" in capsys.readouterr().out
+    assert len(list((tmp_path / "submitit" / "probe").glob("*_submitted.pkl"))) == 3
 
 
 def test_timed_out_local_job_requeues_and_resumes(tmp_path):
     # 12 s limit, signalled 8 s before it: the first attempt is interrupted around step 4
     # of 12 and requeued; the second resumes from the saved step instead of from 0.
-    cfg = local_cfg(tmp_path, steps=12, step_seconds=1.0, **{"resources.timeout_min": 0.2, "resources.signal_delay_s": 8})
-    job = submit("mcbio.cluster.selftest:count", cfg)
-    state = job.result()
-    assert state["step"] == 12
-    assert state["attempts"] >= 2
-    assert state["resumed_from"][0] == 0 and state["resumed_from"][1] > 0
-
-
-def test_launch_waits_for_a_local_job_and_echoes_its_log(tmp_path, capsys):
-    rc = launch(SelfTestConfig, "mcbio.cluster.selftest:probe", None, ["cluster=local", f"out_dir={tmp_path}"])
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "on local" in out and "done:" in out
+    assert run(tmp_path, "job=count", "steps=12", "step_seconds=1.0", "resources.timeout_min=0.2",
+               "resources.signal_delay_s=8") == 0
+    st = state(tmp_path, 0)
+    assert st["step"] == 12 and st["attempts"] >= 2
+    assert st["resumed_from"][0] == 0 and st["resumed_from"][1] > 0
 
 
 def test_local_array_respects_its_parallelism(tmp_path):
     # Three 2-second jobs with one slot run one after another, never overlapping.
-    cfgs = [local_cfg(tmp_path, cell=i, steps=2, step_seconds=1.0, **{"resources.array_parallelism": 1,
-                                                                       "out_dir": tmp_path / f"c{i}"})
-            for i in range(3)]
-    jobs = submit_array("mcbio.cluster.selftest:timed_count", cfgs, tmp_path / "submitit")
-    spans = sorted((r["started"], r["finished"]) for r in (j.result() for j in jobs))
+    assert run(tmp_path, "job=timed_count", "cells=3", "steps=2", "step_seconds=1.0",
+               "resources.array_parallelism=1") == 0
+    import pickle
+
+    pkl = sorted((tmp_path / "submitit" / "timed_count").glob("*_result.pkl"))
+    # submitit's result file: ("success", the job's return value)
+    spans = sorted((r["started"], r["finished"]) for r in (pickle.loads(p.read_bytes())[1] for p in pkl))
+    assert len(spans) == 3
     assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+
+
+def test_a_failed_element_shows_its_exception_in_the_launcher_output(tmp_path, capsys):
+    assert run(tmp_path, "job=fail", "cells=2") == 1
+    err = capsys.readouterr().err
+    assert "FAILED fail/cell-0" in err and "FAILED fail/cell-1" in err
+    assert "ValueError: selftest failure in cell 1: this message must reach the launcher's output" in err
+    assert "_log.err" in err and "launch the same command again to rerun only the others" in err
+
+
+def test_the_loaded_config_is_not_changed_by_planning_or_running(tmp_path):
+    cfg = load_config(SelfTestConfig, None, ["cluster=local", f"out_dir={tmp_path}", "cells=2", "job=count"])
+    before = to_yaml(cfg)
+    from mcbio.cluster.launcher import LaunchContext, run_plan
+
+    plan = plan_selftest(cfg, LaunchContext("local", None))
+    assert run_plan(plan, "local", wait=True) == 0
+    assert to_yaml(cfg) == before and cfg.out_dir == str(tmp_path) and cfg.cell == 0
+    assert {e.cfg.cell for e in plan.elements()} == {0, 1}
+
+
+def test_a_relaunch_while_an_element_runs_does_not_run_it_twice(tmp_path):
+    """A second launch finds the running element by its lock, waits for it and submits nothing."""
+    args = [sys.executable, "-m", "mcbio.cluster.selftest", "cluster=local", f"out_dir={tmp_path}", "job=count",
+            "steps=6", "step_seconds=1.0"]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "cell-0" / "counter.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr
+    assert "count/cell-0: running" in second.stdout
+    assert "already running in another launch" in second.stdout
+    st = state(tmp_path, 0)
+    assert st["step"] == 6 and st["attempts"] == 1
+    assert len(list((tmp_path / "submitit" / "count").glob("*_submitted.pkl"))) == 1
+
+
+def test_run_dir_defaults_to_runs_root_name_and_preset(tmp_path):
+    cfg = load_config(SelfTestConfig, None, [f"paths.runs_root={tmp_path}", "name=x"])
+    assert run_dir_of(cfg) == tmp_path / "x"

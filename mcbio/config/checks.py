@@ -1,0 +1,78 @@
+"""Launch-time checks: every problem of a plan is collected, then reported together.
+
+Planners call these before anything is submitted, so a wrong path, task or field costs
+a second at the login node instead of a queue wait and an allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+from mcbio.config.loader import ConfigError
+
+# Files of which a loadable Hugging Face tokenizer has at least one.
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt", "vocab.json",
+                   "tokenizer.model")
+
+
+class Problems:
+    """Collects ``key: message`` lines; :meth:`raise_if_any` turns them into one ConfigError."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        line = f"'{key}': {message}" if key else message
+        if line not in self.items:
+            self.items.append(line)
+
+    @contextlib.contextmanager
+    def collect(self, key: str) -> Iterator[None]:
+        """Record an exception raised in the block under ``key`` instead of propagating it."""
+        try:
+            yield
+        except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            self.add(key, str(message))
+
+    def raise_if_any(self, what: str) -> None:
+        if self.items:
+            lines = "\n".join(f"  - {item}" for item in self.items)
+            raise ConfigError(f"{len(self.items)} problem(s) found before submitting {what}; nothing was submitted:\n{lines}")
+
+
+def check_path(problems: Problems, key: str, value: str | None, kind: str = "any") -> Path | None:
+    """``value`` exists and is a ``file``, a ``dir`` or ``any``; returns it absolute, else records why not."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        problems.add(key, f"{path} does not exist")
+        return None
+    if kind == "file" and not path.is_file():
+        problems.add(key, f"{path} is not a file")
+        return None
+    if kind == "dir" and not path.is_dir():
+        problems.add(key, f"{path} is not a folder")
+        return None
+    return path.resolve()
+
+
+def check_tokenizer_dir(problems: Problems, key: str, path: Path) -> None:
+    if not (path / "tokenizer_config.json").is_file() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        problems.add(key, f"{path} holds no tokenizer (none of tokenizer_config.json, {', '.join(TOKENIZER_FILES)})")
+
+
+def check_model_dir(problems: Problems, key: str, value: str | None, tokenizer: bool = True) -> Path | None:
+    """A local Hugging Face model folder: ``config.json`` (and a tokenizer unless given elsewhere)."""
+    path = check_path(problems, key, value, "dir")
+    if path is None:
+        return None
+    if not (path / "config.json").is_file():
+        problems.add(key, f"{path} is not a Hugging Face model folder (config.json missing)")
+        return None
+    if tokenizer:
+        check_tokenizer_dir(problems, key, path)
+    return path
