@@ -45,6 +45,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def paper_dir() -> Path:
+    """The paper's tables as CSV (../shared/paper, or MCBIO_PAPER=PATH); tests skip without them."""
+    folder = Path(os.environ.get("MCBIO_PAPER", REPO.parent / "shared" / "paper"))
+    if not (folder / "table3_main.csv").is_file():
+        pytest.skip(f"the paper's tables not found at {folder} (set MCBIO_PAPER=PATH)")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer():
     from mcbio.data.corpus import iter_documents
     from mcbio.data.tokenizer import train_bpe_tokenizer
@@ -98,6 +107,7 @@ def run_launcher(experiment: str, *overrides: str, timeout: int = 900):
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """The README's smoke run (CLM phase, MLM phase, export, mini NER, table) in a temp run directory."""
-    out = tmp_path_factory.mktemp("smoke") / "run"
-    run_launcher("base_clm_detour", "preset=smoke", f"out_dir={out}")
+    root = tmp_path_factory.mktemp("smoke")
+    out = root / "run"
+    run_launcher("base_clm_detour", "preset=smoke", f"out_dir={out}", f"evaluation.results_dir={root / 'results'}")
     return out

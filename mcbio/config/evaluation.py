@@ -47,6 +47,8 @@ class EvalElementConfig:
     out_dir: str
     run_name: str
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # Added to every record's ``extra`` (a grid cell's ``grid`` and ``cell``).
+    record_tags: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -86,7 +86,7 @@ def known_metrics(task_type: str) -> set[str]:
 
 def check_task(task: TaskSpec, shared_data: str | None, problems: Problems, key: str) -> bool:
     """Every split's file exists and its first record reads; the metric is known. False if data is missing."""
-    from mcbio.evaluate.run import read_split
+    from mcbio.evaluate.loaders import read_task_split
 
     metrics = known_metrics(task.type)
     if task.primary_metric not in metrics:
@@ -99,7 +99,7 @@ def check_task(task: TaskSpec, shared_data: str | None, problems: Problems, key:
             problems.add(key, str(err))
             return False
         with problems.collect(key):
-            rows = read_split(task, split, shared_data)
+            rows = read_task_split(task, split, shared_data)
             if not rows:
                 problems.add(key, f"task '{task.name}': the {split} split at {task.path(split, shared_data)} is empty")
     return True
@@ -130,6 +130,9 @@ def resolve_suite(suite: EvalSuiteConfig, shared_data: str | None, problems: Pro
         problems.items += [i for i in sub.items if i not in problems.items]
         if ft is not None:
             specs[name] = (task, ft)
+    if problems.items and unused:
+        problems.add(f"{prefix}tasks", f"declared task(s) {', '.join(unused)} are not selected: a task runs only when "
+                                       f"'{prefix}tasks' names it ({prefix}tasks=[{','.join(unused)}])")
     return specs, notes
 
 
@@ -175,8 +178,12 @@ def models_of(cfg: EvaluateRunConfig, problems: Problems) -> dict[str, tuple[str
 
 
 def evaluation_elements(models: dict[str, tuple[str, str]], specs: dict[str, tuple[TaskSpec, FinetuneConfig]],
-                        suite: EvalSuiteConfig, run: RunConfig, run_dir: Path) -> list[Element]:
-    """One element per (model, task, seed); ``done`` when its primary record is in the store."""
+                        suite: EvalSuiteConfig, run: RunConfig, run_dir: Path, experiment: str | None = None,
+                        record_tags: dict[str, str] | None = None) -> list[Element]:
+    """One element per (model, task, seed); ``done`` when its primary record is in the store.
+
+    Records go to ``records/<experiment>.jsonl`` (default: the run's name) with ``record_tags`` in ``extra``.
+    """
     store = ResultStore(Path(suite.results_dir).expanduser().resolve())
     done_keys = store.done_keys()
     elements = []
@@ -186,8 +193,9 @@ def evaluation_elements(models: dict[str, tuple[str, str]], specs: dict[str, tup
             for seed in suite.seeds:
                 cfg = EvalElementConfig(
                     model_name=model, model_path=path, model_init=init, task=task, seed=seed, finetune=ft,
-                    shared_data=run.paths.shared_data, results_dir=str(store.root), experiment=run_name(run),
-                    settings_hash=h, out_dir=str(run_dir), run_name=run_name(run), tracking=run.tracking)
+                    shared_data=run.paths.shared_data, results_dir=str(store.root),
+                    experiment=experiment or run_name(run), settings_hash=h, out_dir=str(run_dir),
+                    run_name=run_name(run), tracking=run.tracking, record_tags=dict(record_tags or {}))
                 key = (model, name, seed, h, "test")
                 elements.append(Element(key=element_name("evaluate", model, name, f"seed-{seed}"),
                                         entry="mcbio.pipelines.evaluate:evaluate_element", cfg=cfg,
@@ -254,7 +262,7 @@ def evaluate_element(el: EvalElementConfig) -> dict:
         "train_examples_per_s": round(res["train_examples_per_s"], 3), "dev_score": res["dev_score"],
         "dev_history": res["dev_history"], "max_length": res["max_length"], "sizes": res["sizes"],
         "device": res["device"], "degenerate": res["degenerate"], "caps": res["caps"],
-        **({"hp_search": res["hp_search"]} if "hp_search" in res else {}),
+        **({"hp_search": res["hp_search"]} if "hp_search" in res else {}), **el.record_tags,
     }
     commit = git_commit()
     records = [ResultRecord(model=el.model_name, task=el.task.name, seed=el.seed, metric=metric, value=float(value),

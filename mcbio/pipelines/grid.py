@@ -228,7 +228,7 @@ def grid_table_element(job: GridTableJob) -> str:
     from mcbio.results.latex import write_table
 
     store = ResultStore(job.results_dir)
-    records = [r for r in store.records() if r.extra.get("grid") == job.name or r.model.startswith(job.name + ".")]
+    records = store.records(job.name)
     text = grid_table(records, job.name, list(job.cells), GridTableConfig(**job.table))
     return str(write_table(text, store.tables_dir / f"{job.name}.tex"))
 
@@ -250,7 +250,8 @@ def plan_grid(grid: GridRunConfig, ctx: LaunchContext) -> Plan:
                                   done=lambda out=out, h=h: _selection_done(out, h),
                                   describe=lambda r: f"kept {r.get('kept')} of {r.get('read')}"))
         cell_problems = Problems()
-        p, e, r, _ = pretraining_stages(cell, cell_problems, key_prefix=f"{cell.cell_name}/")
+        p, e, r, _ = pretraining_stages(cell, cell_problems, key_prefix=f"{cell.cell_name}/", experiment=grid.name,
+                                        record_tags={"grid": grid.name, "cell": cell.cell_name})
         # The selected corpus does not exist before its select element has run.
         problems.items += [f"cell '{cell.cell_name}': {i}" for i in cell_problems.items
                            if not (cell.selection.enabled and i.startswith("'data.corpus'"))]

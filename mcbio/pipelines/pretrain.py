@@ -77,8 +77,13 @@ class RunTableConfig:
     decimal_comma: bool
 
 
-def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: str = "") -> tuple[list, list, list, list]:
-    """(pretrain, evaluate, report) elements and notes of one run; problems are collected, not raised."""
+def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: str = "", experiment: str | None = None,
+                       record_tags: dict[str, str] | None = None) -> tuple[list, list, list, list]:
+    """(pretrain, evaluate, report) elements and notes of one run; problems are collected, not raised.
+
+    ``experiment`` / ``record_tags``: where the records go and what they carry (a grid's
+    cells share the grid's records file, tagged with their cell).
+    """
     check_pretraining_inputs(cfg, problems)
     run_dir = run_dir_of(cfg)
     name = run_name(cfg)
@@ -95,7 +100,8 @@ def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: s
         check_model_dir(problems, "stages", str(hf_dir))
     if "evaluate" in cfg.stages and cfg.evaluation.enabled:
         specs, notes = resolve_suite(cfg.evaluation, cfg.paths.shared_data, problems, "evaluation.")
-        evaluate = evaluation_elements({name: (str(hf_dir), "pretrained")}, specs, cfg.evaluation, cfg, run_dir)
+        evaluate = evaluation_elements({name: (str(hf_dir), "pretrained")}, specs, cfg.evaluation, cfg, run_dir,
+                                       experiment, record_tags)
         if key_prefix:
             evaluate = [dataclasses.replace(e, key=key_prefix + e.key) for e in evaluate]
     if "report" in cfg.stages and cfg.report.enabled:

@@ -3,6 +3,11 @@
 Each view is produced when its inputs exist (records for a grid, run records for the
 carbon table, a statistics file for the corpus tables...) and listed as skipped with the
 reason otherwise, so one command always regenerates everything that can be.
+
+The paper's Tables 1a, 1b, 3-8 and Figure 2 are built from the reference records
+(``results/reference``, generated from the paper's CSVs by ``python -m mcbio.results
+reference``); this repository's records add a "this repository" column beside the
+published one (:mod:`mcbio.results.paper_tables`).
 """
 
 from __future__ import annotations
@@ -12,20 +17,19 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from mcbio.config.grid import GridTableConfig
-from mcbio.config.loader import REPO_ROOT
 from mcbio.config.report import ReportRunConfig
-from mcbio.results.curation_tables import fidelity_table, load_curation_stats, mix_table, upsampling_table
-from mcbio.results.figures import gain_figure, layer_change_figure
+from mcbio.results.curation_tables import load_curation_stats, mix_table
+from mcbio.results.figures import layer_change_figure
 from mcbio.results.latex import latex_document, write_table
 from mcbio.results.records import ResultRecord, ResultStore
-from mcbio.results.tables import ablation_table, carbon_table, clm_mlm_table, main_table, mean_scores, seed_values
+from mcbio.results.tables import ablation_table, seed_values
 
 log = logging.getLogger(__name__)
 
 
 def repo_path(path: str | Path) -> Path:
     p = Path(path).expanduser()
-    return p if p.is_absolute() else REPO_ROOT / p
+    return p.resolve()
 
 
 def grid_table(records: Iterable[ResultRecord], grid: str, cells: Sequence[str], cfg: GridTableConfig,
@@ -71,12 +75,85 @@ def layer_change(cfg: ReportRunConfig, stem: Path) -> list[Path]:
     return layer_change_figure(change, cka, stem)
 
 
+def paper_path(path: str | Path) -> Path:
+    """``paper_dir``: relative paths are from the repository (``../shared/paper`` by default)."""
+    repo_root = Path(__file__).resolve().parents[2]
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (repo_root / p).resolve()
+
+
+def fidelity_examples(paper_dir: Path) -> list[tuple[str, float]]:
+    """The appendix-E examples (``fidelity_examples.json``) scored by the extraction-fidelity measure."""
+    import json
+
+    from mcbio.data.curation.fidelity import character_overlap
+
+    path = paper_dir / "fidelity_examples.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"appendix-E examples not found: {path} (set paper_dir=PATH or MCBIO_PAPER=PATH)")
+    return [(str(e["name"]), character_overlap(e["extracted"], e["source"]))
+            for e in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def computed_lengths(cfg: ReportRunConfig, skipped: dict[str, str]) -> list:
+    """Table 6's "this repository" rows: every configured task whose test data is at hand, per tokenizer."""
+    from mcbio.data.tokenizer import load_tokenizer
+    from mcbio.results.lengths import length_stats, task_documents, token_lengths
+
+    lc = cfg.lengths
+    if not lc.tokenizers:
+        skipped["table6_lengths (this repository)"] = "no lengths.tokenizers configured (label -> tokenizer folder)"
+        return []
+    toks = {name: load_tokenizer(repo_path(path)) for name, path in lc.tokenizers.items()}
+    stats, missing = [], []
+    for task in lc.tasks:
+        try:
+            texts = task_documents(task, lc.split, cfg.paths.shared_data)
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            missing.append(f"{task} ({str(err).splitlines()[0][:160]})")
+            continue
+        stats += [length_stats(token_lengths(texts, tok), task, name, lc.threshold) for name, tok in toks.items()]
+    if missing:
+        skipped["table6_lengths (this repository)"] = "no data for: " + "; ".join(missing)
+    return stats
+
+
+def _repo_fidelity(stats: dict | None):
+    from mcbio.results.curation_tables import fidelity_shares
+
+    block = (stats or {}).get("fidelity")
+    if not block or not ("scores" in block or "total" in block):
+        return None
+    return fidelity_shares(block)
+
+
 def generate_report(cfg: ReportRunConfig) -> dict:
+    """Every table (``tables/*.tex`` and ``all_tables.tex``) and figure, from the store's records alone.
+
+    The paper's tables come from the reference records (``results/reference``); this
+    repository's records, runs and curation statistics add their columns where they exist.
+    """
+    from mcbio.results.figures import gain_comparison_figure
+    from mcbio.results.paper import TASK_LABELS
+    from mcbio.results.paper_tables import (
+        ablation_paper_table,
+        carbon_paper_table,
+        clm_mlm_paper_table,
+        drbenchmark_table,
+        fidelity_paper_table,
+        gain_series,
+        lengths_paper_table,
+        main_paper_table,
+        upsampling_paper_table,
+    )
+
     store = ResultStore(repo_path(cfg.results_dir))
     tables, skipped, figures = {}, {}, []
     records = [r for e in (cfg.experiments or [None]) for r in store.records(e)]
+    all_records = store.records()
     reference = store.reference_records()
-    opts = dict(primary_only=cfg.primary_only, scale=cfg.scale, decimals=cfg.decimals, decimal_comma=cfg.decimal_comma)
+    dc = cfg.decimal_comma
+    paper_dir = paper_path(cfg.paper_dir)
 
     def emit(name: str, build) -> None:
         try:
@@ -85,6 +162,14 @@ def generate_report(cfg: ReportRunConfig) -> dict:
             skipped[name] = str(err).strip("'\"")
             log.warning("report: %s skipped: %s", name, skipped[name])
 
+    # Table 1: the paper's ablations (and this repository's grid cells of the same names).
+    emit("table1a_content_types", lambda: ablation_paper_table(
+        reference, all_records, "1a", "Removed type",
+        "Content-type ablation: mean F1 over DiaMed, FrACCO-30 and EMEA with one type removed (delta vs the "
+        "balanced full corpus)", "tab:content_types", dc))
+    emit("table1b_quality_filters", lambda: ablation_paper_table(
+        reference, all_records, "1b", "Filter",
+        "Quality-signal filters: mean F1 over 6 tasks (delta vs no filter)", "tab:quality_filters", dc))
     for table_name, grid in cfg.ablation_grids.items():
         grid_records = store.records(grid)
 
@@ -92,44 +177,24 @@ def generate_report(cfg: ReportRunConfig) -> dict:
             if not grid_records:
                 raise ValueError(f"no records for grid '{grid}' in {store.records_dir}")
             return grid_table(grid_records, grid, _grid_cells(grid_records, grid),
-                              GridTableConfig(caption=f"Ablation ({grid}): fine-tuning results per cell", primary_only=cfg.primary_only,
-                                              scale=cfg.scale, decimals=cfg.decimals, decimal_comma=cfg.decimal_comma),
+                              GridTableConfig(caption=f"Ablation ({grid}, this repository): fine-tuning results per cell",
+                                              primary_only=cfg.primary_only, scale=cfg.scale, decimals=cfg.decimals,
+                                              decimal_comma=dc),
                               label=f"tab:{table_name}")
         emit(table_name, build)
 
-    emit("table3_main", lambda: main_table(records, reference, cfg.main.models, cfg.main.tasks,
-                                           "Main comparison (test set, mean over seeds; published values from results/reference)",
-                                           "tab:main", cfg.main.show_reference,
-                                           reference_names=cfg.main.reference_names, **opts))
-    if cfg.clm_vs_mlm:
-        emit("table4_clm_vs_mlm", lambda: clm_mlm_table(
-            records, [(p.label, p.a, p.b) for p in cfg.clm_vs_mlm],
-            "CLM detour vs MLM control (same data and budget)", "tab:clm_vs_mlm", cfg.confidence, **opts))
-    else:
-        skipped["table4_clm_vs_mlm"] = "no 'clm_vs_mlm' pairs configured"
-
-    def carbon():
-        runs = store.runs()
-        if not runs:
-            raise ValueError(f"no run records in {store.runs_dir}")
-        return carbon_table(runs, cfg.carbon.tdp_w, cfg.carbon.pue, cfg.carbon.grid_g_per_kwh,
-                            "Carbon footprint of pretraining", "tab:carbon", cfg.decimal_comma)
-    emit("table5_carbon", carbon)
-
-    def lengths():
-        from mcbio.data.tokenizer import load_tokenizer
-        from mcbio.results.lengths import length_stats, lengths_table, task_texts, token_lengths
-
-        lc = cfg.lengths
-        if not lc.tasks or not lc.tokenizers:
-            raise ValueError("set lengths.tasks and lengths.tokenizers")
-        toks = {name: load_tokenizer(repo_path(path)) for name, path in lc.tokenizers.items()}
-        stats = []
-        for task in lc.tasks:
-            texts = task_texts(task, lc.split, cfg.paths.shared_data)
-            stats += [length_stats(token_lengths(texts, tok), task, name, lc.threshold) for name, tok in toks.items()]
-        return lengths_table(stats, f"Length of {lc.split}-set examples in tokens", "tab:lengths", cfg.decimal_comma)
-    emit("table6_lengths", lengths)
+    emit("table3_main", lambda: main_paper_table(
+        reference, records, cfg.main.tasks, cfg.main.paper_models, cfg.main.repo_models,
+        "Main comparison: F1 on the 8 French biomedical tasks (test sets)", "tab:main", dc, cfg.scale))
+    emit("table4_clm_vs_mlm", lambda: clm_mlm_paper_table(
+        reference, records, [(p.label, p.a, p.b, p.paper_a, p.paper_b) for p in cfg.clm_vs_mlm], cfg.main.tasks,
+        "CLM detour vs MLM control (same data, budget and data order)", "tab:clm_vs_mlm", cfg.confidence, dc, cfg.scale))
+    emit("table5_carbon", lambda: carbon_paper_table(
+        reference, store.runs(), cfg.carbon.tdp_w, cfg.carbon.pue, cfg.carbon.grid_g_per_kwh,
+        "Carbon footprint of pretraining", "tab:carbon", dc))
+    emit("table6_lengths", lambda: lengths_paper_table(
+        reference, computed_lengths(cfg, skipped), f"Length of {cfg.lengths.split}-set documents in tokens",
+        "tab:lengths", dc))
 
     stats = None
     if cfg.curation_stats:
@@ -137,34 +202,40 @@ def generate_report(cfg: ReportRunConfig) -> dict:
             stats = load_curation_stats(repo_path(cfg.curation_stats))
         except (ValueError, FileNotFoundError) as err:
             skipped["curation_stats"] = str(err)
-    emit("table8_fidelity", lambda: fidelity_table(stats or {}, "Extraction fidelity: share of passages whose "
-                                                   "normalised characters overlap their source", "tab:fidelity", cfg.decimal_comma))
-    mix_tokens = (stats or {}).get("mix") or {k: v * cfg.mix.total_tokens for k, v in cfg.mix.shares.items()}
-    emit("training_mix", lambda: mix_table(mix_tokens, "Training mix composition", "tab:mix", planned=not (stats or {}).get("mix"),
-                                           decimal_comma=cfg.decimal_comma))
     articles = (stats or {}).get("upsampling_articles", {})
     buckets = (stats or {}).get("upsampling") or [
         dict(low=b.low, high=b.high, factor=b.factor, **({"articles": articles.get(float(b.factor), 0)} if articles else {}))
         for b in cfg.upsampling
     ]
-    emit("upsampling", lambda: upsampling_table(buckets, "Quality-ratio upsampling coefficients", "tab:upsampling",
-                                                cfg.decimal_comma))
+    emit("table7_upsampling", lambda: upsampling_paper_table(
+        reference, buckets, "Quality-ratio upsampling coefficients (appendix D)", "tab:upsampling", dc))
+    examples: list[tuple[str, float]] = []
+    try:
+        examples = fidelity_examples(paper_dir)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        skipped["table8_fidelity (appendix-E examples)"] = str(err)
+    emit("table8_fidelity", lambda: fidelity_paper_table(
+        reference, _repo_fidelity(stats), examples,
+        "Extraction fidelity: share of passages whose normalised characters overlap their source (appendix E)",
+        "tab:fidelity", dc))
+    mix_tokens = (stats or {}).get("mix") or {k: v * cfg.mix.total_tokens for k, v in cfg.mix.shares.items()}
+    emit("training_mix", lambda: mix_table(mix_tokens, "Training mix composition", "tab:mix",
+                                           planned=not (stats or {}).get("mix"), decimal_comma=dc))
+    emit("drbenchmark_doctobert", lambda: drbenchmark_table(
+        reference, "DrBenchmark results reported by the DoctoBERT-fr-base model card", "tab:drbenchmark", dc))
 
     for name, text in tables.items():
         write_table(text, store.tables_dir / f"{name}.tex")
     if tables:
         write_table(latex_document(list(tables.values())), store.tables_dir / "all_tables.tex")
 
-    if cfg.gain.a and cfg.gain.b:
-        means = mean_scores(seed_values(records, cfg.primary_only))
-        try:
-            a, b = means[cfg.gain.a], means[cfg.gain.b]
-            gains = {t: cfg.scale * (a[t] - b[t]) for t in sorted(set(a) & set(b))}
-            figures += gain_figure(gains, cfg.gain.a, cfg.gain.b, store.figures_dir / "per_task_gain")
-        except (KeyError, ValueError) as err:
-            skipped["per_task_gain"] = f"model {err} has no records" if isinstance(err, KeyError) else str(err)
-    else:
-        skipped["per_task_gain"] = "no 'gain.a' / 'gain.b' configured"
+    g = cfg.gain
+    try:
+        series = gain_series(reference, records, (g.a, g.b, g.paper_a, g.paper_b), cfg.main.tasks, cfg.scale)
+        figures += gain_comparison_figure(series, TASK_LABELS, f"{g.label}: CLM detour minus MLM control, per task",
+                                          store.figures_dir / "figure2_per_task_gain")
+    except (KeyError, ValueError) as err:
+        skipped["figure2_per_task_gain"] = str(err)
     if cfg.layer_change.enabled:
         try:
             figures += layer_change(cfg, store.figures_dir / "layer_change")
@@ -181,7 +252,9 @@ def _log_to_wandb(cfg: ReportRunConfig, store: ResultStore, records: list[Result
     from mcbio.tracking import wandb_run
 
     out_dir = repo_path(cfg.out_dir) if cfg.out_dir else store.root
-    with wandb_run(cfg, out_dir, "report") as wb:
+    from mcbio.config.loader import to_container
+
+    with wandb_run(cfg.tracking, cfg.name, out_dir, "report", to_container(cfg)) as wb:
         if wb is None:
             return
         import wandb
@@ -189,3 +262,18 @@ def _log_to_wandb(cfg: ReportRunConfig, store: ResultStore, records: list[Result
         rows = [[m, t, sum(v) / len(v), len(v)] for m, tv in seed_values(records, cfg.primary_only).items() for t, v in tv.items()]
         wb.log({"scores": wandb.Table(columns=["model", "task", "mean", "n_seeds"], data=rows)})
         wb.log({f"tables/{name}": wandb.Html(f"<pre>{text}</pre>") for name, text in tables.items()})
+
+
+def plan_report(cfg: ReportRunConfig, ctx) -> "Plan":
+    """One element: every table and figure from the store (a CPU job; locally, a subprocess)."""
+    import dataclasses
+
+    from mcbio.cluster.launcher import element_name, run_dir_of, run_name
+    from mcbio.cluster.plan import Element, Plan, Stage, single_task
+
+    run_dir = run_dir_of(cfg)
+    element_cfg = dataclasses.replace(cfg, results_dir=str(repo_path(cfg.results_dir)))
+    return Plan(name=run_name(cfg), run_dir=run_dir, stages=(
+        Stage("report", (Element(key=element_name("report", cfg.name), entry="mcbio.pipelines.report:generate_report",
+                                 cfg=element_cfg, describe=lambda r: f"{len(r.get('tables', {}))} table(s)"),),
+              single_task(cfg.resources, timeout_min=30)),))

@@ -5,18 +5,20 @@ from pathlib import Path
 import pytest
 
 from mcbio.config.grid import DataSelectionConfig, GridRunConfig
-from mcbio.config.loader import REPO_ROOT, ConfigError, load_config
+from mcbio.cluster.launcher import LaunchContext, element_states, launch
+from mcbio.config.loader import ConfigError, load_config
 from mcbio.data.corpus import SAMPLE_CORPUS
-from mcbio.pipelines.grid import DONE_MARKER, build_cells, cell_overrides, is_done, launch_grid, select_passages
+from mcbio.pipelines.grid import build_cells, cell_overrides, plan_grid, select_passages
 
-GRIDS = sorted((REPO_ROOT / "ablations").glob("*/grid.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+GRIDS = sorted((REPO / "ablations").glob("*/grid.yaml"))
 
 
 @pytest.mark.parametrize("grid_file", GRIDS, ids=[g.parent.name for g in GRIDS])
 @pytest.mark.parametrize("preset", [None, "smoke"])
 def test_shipped_grids_build_valid_cells(grid_file, preset, tmp_path):
     grid = load_config(GridRunConfig, grid_file, [f"preset={preset}"] if preset else [])
-    cells = build_cells(grid, tmp_path)
+    cells = build_cells(grid, tmp_path, grid_file)
     assert cells and len({c.cell_name for c in cells}) == len(cells)
     assert all(f"grid:{grid.name}" in c.tracking.tags and c.tracking.group == grid.name for c in cells)
     assert len({c.out_dir for c in cells}) == len(cells)
@@ -25,18 +27,20 @@ def test_shipped_grids_build_valid_cells(grid_file, preset, tmp_path):
 def test_content_type_grid_covers_the_nine_types_and_a_random_control(tmp_path):
     from mcbio.config.grid import CONTENT_TYPES
 
-    grid = load_config(GridRunConfig, REPO_ROOT / "ablations/content_types/grid.yaml")
-    cells = {c.cell_name: c for c in build_cells(grid, tmp_path)}
+    grid_file = REPO / "ablations/content_types/grid.yaml"
+    grid = load_config(GridRunConfig, grid_file)
+    cells = {c.cell_name: c for c in build_cells(grid, tmp_path, grid_file)}
     dropped = sorted(t for c in cells.values() for t in c.selection.drop_types)
     assert dropped == sorted(CONTENT_TYPES)
     assert cells["random_removal"].selection.random_drop_fraction == pytest.approx(1 / 9, abs=1e-3)
 
 
 def test_typo_in_a_cell_fails_before_submission(tmp_path):
-    grid = load_config(GridRunConfig, None, ["name=g", "cells.ok=[]", "cells.bad=[train.phases.stable.tokns=1]"])
+    base = f"base_config={REPO / 'experiments/base_clm_detour/config.yaml'}"
+    grid = load_config(GridRunConfig, None, ["name=g", base, "cells.ok=[]", "cells.bad=[train.phases.stable.tokns=1]"])
     with pytest.raises(ConfigError, match=r"cell 'bad'.*tokns"):
         build_cells(grid, tmp_path)
-    grid = load_config(GridRunConfig, None, ["name=g", "cells.bad=[selection.min_scores.edux=7]"])
+    grid = load_config(GridRunConfig, None, ["name=g", base, "cells.bad=[selection.min_scores.edux=7]"])
     with pytest.raises(ConfigError, match="edux"):
         build_cells(grid, tmp_path)
 
@@ -79,39 +83,46 @@ def test_missing_annotation_names_file_and_line(tmp_path):
     assert [r["text"] for r in kept] == ["a"]
 
 
-@pytest.mark.slow
-def test_relaunched_grid_runs_only_missing_cells(tmp_path):
-    """Cell c fails (its corpus is not there yet); the relaunch submits c alone and leaves a, b alone."""
-    late = tmp_path / "late.jsonl"
-    grid_yaml = tmp_path / "grid.yaml"
-    grid_yaml.write_text(f"""
+def _grid_file(tmp_path: Path, source: Path) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"""
 name: relaunch
-base_config: experiments/base_clm_detour/config.yaml
+base_config: {REPO / 'experiments/base_clm_detour/config.yaml'}
 cell_preset: smoke
 cluster: local
 out_dir: {tmp_path / 'run'}
 results_dir: {tmp_path / 'results'}
-common_overrides: ["stages=[report]", tracking.wandb=false, selection.enabled=true]
+common_overrides: ["stages=[report]", tracking.wandb=false, selection.enabled=true, "selection.source={source}"]
 cells:
   a: []
   b: ["selection.drop_types=[other]"]
-  c: [selection.source={late}]
 """, encoding="utf-8")
-    assert launch_grid(grid_yaml, []) == 1
-    run = tmp_path / "run"
-    assert json.loads((run / "submitted.json").read_text()) == ["a", "b", "c"]
-    assert (run / "a" / DONE_MARKER).is_file() and (run / "b" / DONE_MARKER).is_file()
-    assert not (run / "c" / DONE_MARKER).exists()
-    stamps = {c: (run / c / DONE_MARKER).stat().st_mtime_ns for c in "ab"}
+    return path
 
-    shutil.copy(SAMPLE_CORPUS / "articles.jsonl", late)
-    assert launch_grid(grid_yaml, []) == 0
-    assert json.loads((run / "submitted.json").read_text()) == ["c"]
-    assert (run / "c" / DONE_MARKER).is_file()
-    assert {c: (run / c / DONE_MARKER).stat().st_mtime_ns for c in "ab"} == stamps
-    assert launch_grid(grid_yaml, []) == 0
-    assert json.loads((run / "submitted.json").read_text()) == []
-    # A changed cell config is a different cell: it is pending again, the others stay done.
+
+def test_a_missing_selection_source_stops_the_grid_at_launch(tmp_path, capsys):
+    grid_yaml = _grid_file(tmp_path, tmp_path / "late.jsonl")
+    assert launch(GridRunConfig, grid_yaml, plan_grid, []) == 2
+    assert "late.jsonl does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_relaunched_grid_runs_only_missing_or_changed_cells(tmp_path, capsys):
+    source = tmp_path / "annotated.jsonl"
+    _write(source, [{"id": str(i), "text": f"passage {i}", "type": "other" if i % 3 == 0 else "patient_case",
+                     "edu": 8, "cont": 8, "writ": 8, "term": 8} for i in range(30)])
+    grid_yaml = _grid_file(tmp_path, source)
+    assert launch(GridRunConfig, grid_yaml, plan_grid, []) == 0
+    run = tmp_path / "run"
+    assert json.loads((run / "b" / "selection.json").read_text())["kept"] == 20
+    stamps = {c: (run / c / "data" / "selected.jsonl").stat().st_mtime_ns for c in "ab"}
+    grid = load_config(GridRunConfig, grid_yaml)
+    states = element_states(plan_grid(grid, LaunchContext("local", grid_yaml)), "local")
+    assert states["a/select"] == states["b/select"] == "done"
+    # A changed cell is a different cell: its selection is pending again, the other stays done.
     changed = load_config(GridRunConfig, grid_yaml, ["cells.b=['selection.drop_types=[patient_case]']"])
-    pending = {c.cell_name: not is_done(c) for c in build_cells(changed, run)}
-    assert pending == {"a": False, "b": True, "c": False}
+    states = element_states(plan_grid(changed, LaunchContext("local", grid_yaml)), "local")
+    assert states["a/select"] == "done" and states["b/select"] == "pending"
+    assert launch(GridRunConfig, grid_yaml, plan_grid, ["cells.b=['selection.drop_types=[patient_case]']"]) == 0
+    assert (run / "a" / "data" / "selected.jsonl").stat().st_mtime_ns == stamps["a"]
+    assert json.loads((run / "b" / "selection.json").read_text())["kept"] == 10

@@ -128,3 +128,20 @@ def test_read_hf_disk_maps_class_label_ids_to_names(tmp_path):
     assert read_hf_disk(tmp_path / "cls", "test", fields, "classification") == [("t", ["pos"])]
     with pytest.raises(KeyError, match="no split 'dev'"):
         read_hf_disk(tmp_path / "ner", "dev", fields, "ner")
+
+
+def test_read_table_json_array_and_drop_labels(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text('[{"clinical_case": "a", "icd-10": "C00-D49  Neoplasms"}, {"clinical_case": "b", "icd-10": NaN},\n'
+                    ' {"clinical_case": "c", "icd-10": "Plusieurs cas cliniques"}, {"clinical_case": "d", "icd-10": "nan"}]',
+                    encoding="utf-8")
+    drop = ["nan", "Plusieurs cas cliniques", "Aucune annotation"]
+    assert read_table(path, "clinical_case", "icd-10", None, drop_labels=drop) == [("a", ["C00-D49  Neoplasms"])]
+    with pytest.raises(ValueError, match=r"split\.json: example 1: empty label"):
+        read_table(path, "clinical_case", "icd-10", None)  # without the rule, a NaN label is an error
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("text\tlabel\nun\tA\ndeux\t\ntrois\tAucune annotation (x)\n", encoding="utf-8")
+    assert read_table(tsv, "text", "label", None, drop_labels=drop) == [("un", ["A"])]
+    path.write_text('[{"clinical_case": "a",\n "icd-10": }]', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"split\.json:2: invalid JSON"):
+        read_table(path, "clinical_case", "icd-10", None)

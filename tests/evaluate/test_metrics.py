@@ -8,7 +8,13 @@ from sklearn.metrics import f1_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from mcbio.evaluate.classify import multi_hot, positive_weights
-from mcbio.evaluate.metrics import multi_label_scores, ner_scores, single_label_scores
+from mcbio.evaluate.metrics import (
+    multi_label_decisions,
+    multi_label_report,
+    multi_label_scores,
+    ner_scores,
+    single_label_scores,
+)
 
 
 def test_strict_and_lenient_seqeval_differ_on_an_invalid_iob2_start():
@@ -34,12 +40,41 @@ def test_multi_label_micro_f1_matches_sklearn_and_a_hand_count():
     assert abs(ours["macro_f1"] - f1_score(gold, pred, average="macro", zero_division=0)) < 1e-12
 
 
-def test_single_label_macro_f1_counts_every_label():
-    # Label 2 is never predicted nor gold here: it still counts (F1 = 0) in the macro mean.
-    scores = single_label_scores([0, 0, 1, 1], [0, 1, 1, 1], num_labels=3)
-    expected = f1_score([0, 0, 1, 1], [0, 1, 1, 1], labels=[0, 1, 2], average="macro", zero_division=0)
-    assert abs(scores["macro_f1"] - expected) < 1e-12
-    assert scores["macro_f1"] < f1_score([0, 0, 1, 1], [0, 1, 1, 1], average="macro")
+def test_single_label_macro_f1_averages_over_labels_present_in_gold_or_predictions():
+    # Four training labels; label 3 is neither in the test gold nor ever predicted.
+    # Per-label F1: 0 -> 1/2 (tp 1, fp 1, fn 1), 1 -> 2/3, 2 -> 4/5.
+    gold, pred = [0, 0, 1, 2, 2, 2], [0, 1, 1, 0, 2, 2]
+    scores = single_label_scores(gold, pred, num_labels=4)
+    assert scores["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 4 / 5) / 3)
+    assert round(scores["macro_f1"], 4) == 0.6556
+    assert scores["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))  # scikit-learn's default
+    # Averaging over every training label (the old behaviour) would give 0.4917.
+    assert round(f1_score(gold, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0), 4) == 0.4917
+    assert scores["micro_f1"] == pytest.approx(4 / 6)
+    # A gold label unseen in training (id -1, never predicted) still counts, as a miss.
+    assert single_label_scores([0, -1], [0, 0])["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_multi_label_threshold_and_forced_top1_variant():
+    gold = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    probs = np.array([[0.9, 0.2, 0.1],    # passes on label 0
+                      [0.3, 0.45, 0.1],   # nothing passes: top-1 forces label 1 (right)
+                      [0.4, 0.2, 0.35]])  # nothing passes: top-1 forces label 0 (wrong)
+    assert multi_label_decisions(probs, 0.5).tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert multi_label_decisions(probs, 0.5, force_top1=True).tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
+    report = multi_label_report(gold, probs, 0.5)
+    assert report["micro_f1"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 2))  # tp 1, fn 2
+    assert report["micro_f1_top1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # tp 2, fp 1, fn 1
+    assert report["micro_f1"] == multi_label_scores(gold, multi_label_decisions(probs, 0.5))["micro_f1"]
+    # Macro over labels with a gold or predicted positive: all three here.
+    assert report["macro_f1_top1"] == pytest.approx(f1_score(gold, multi_label_decisions(probs, 0.5, True),
+                                                             average="macro", zero_division=0))
+
+
+def test_multi_label_macro_f1_ignores_labels_absent_from_gold_and_predictions():
+    gold = np.array([[1, 0, 0], [1, 1, 0]])
+    pred = np.array([[1, 0, 0], [1, 0, 0]])  # label 2: never gold, never predicted
+    assert multi_label_scores(gold, pred)["macro_f1"] == pytest.approx((1.0 + 0.0) / 2)
 
 
 def test_positive_weights_are_negatives_over_positives():

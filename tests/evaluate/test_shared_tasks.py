@@ -36,8 +36,10 @@ def test_morfitt_reads_twelve_specialties(shared_data):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_quaero_and_morfitt_evaluated_as_a_job_array(shared_data, tiny_hf_dir, tmp_path, capsys):
-    from mcbio.pipelines.evaluate import launch_evaluation
+def test_quaero_and_morfitt_evaluated_as_a_job_array(shared_data, tiny_hf_dir, tmp_path):
+    from mcbio.cluster import launch
+    from mcbio.config.evaluation import EvaluateRunConfig
+    from mcbio.pipelines.evaluate import plan_evaluation
 
     argv = [
         "preset=smoke", f"model.path={tiny_hf_dir}", "model.name=tiny", f"paths.shared_data={shared_data}",
@@ -45,17 +47,15 @@ def test_quaero_and_morfitt_evaluated_as_a_job_array(shared_data, tiny_hf_dir, t
         "finetune.max_train_examples=48", "finetune.max_eval_examples=32", "finetune.max_length=64",
         "finetune.max_length_multilabel=64",
     ]
-    assert launch_evaluation(CONFIG, argv) == 0
-    records = ResultStore(tmp_path / "results").records("evaluate")
+    assert launch(EvaluateRunConfig, CONFIG, plan_evaluation, argv) == 0
+    records = ResultStore(tmp_path / "results").records()
     tasks = ("quaero_emea", "quaero_medline", "morfitt")
     got = {(r.task, r.metric) for r in records}
-    assert got == {(t, m) for t in tasks[:2] for m in ("strict_f1", "lenient_f1")} | {("morfitt", "micro_f1"), ("morfitt", "macro_f1")}
+    assert got == {(t, m) for t in tasks[:2] for m in ("strict_f1", "lenient_f1")} | {("morfitt", m) for m in ("micro_f1", "macro_f1", "micro_f1_top1", "macro_f1_top1")}
     for rec in records:
         assert rec.model == "tiny" and rec.seed == 42 and 0.0 <= rec.value <= 1.0
         assert rec.extra["best_epoch"] >= 1 and rec.extra["train_time_s"] > 0
         assert rec.extra["sizes"] == {"train": 48, "dev": 32, "test": 32}
-    capsys.readouterr()
-    assert launch_evaluation(CONFIG, argv) == 0  # re-launch: every element is skipped
-    out = capsys.readouterr().out
-    assert out.count("done (skipped)") == 3 and "nothing to run" in out
-    assert len(ResultStore(tmp_path / "results").records("evaluate")) == len(records)
+        assert rec.extra["max_length"] == 64
+    assert launch(EvaluateRunConfig, CONFIG, plan_evaluation, argv) == 0  # re-launch: every element is skipped
+    assert len(ResultStore(tmp_path / "results").records()) == len(records)

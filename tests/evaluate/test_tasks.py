@@ -43,27 +43,34 @@ def task_file(tmp_path):
     return file
 
 
+@pytest.mark.slow
 def test_yaml_declared_task_runs_and_writes_records(task_file, tiny_hf_dir, tmp_path):
-    from mcbio.pipelines.evaluate import evaluate_all
+    """Through the real launcher (local backend, one element per seed), then a relaunch that skips it."""
+    from mcbio.cluster import launch
+    from mcbio.pipelines.evaluate import plan_evaluation
 
     spec = load_task_file(task_file)["toy_codes"]
     assert spec.root == str(task_file.parent / "data") and spec.primary_metric == "micro_f1"
-    cfg = load_config(EvaluateRunConfig, CONFIG, [
+    argv = [
         f"model.path={tiny_hf_dir}", "model.name=tiny", f"task_files=[{task_file}]", "tasks=[toy_codes]",
-        "seeds=[42,43]", f"results_dir={tmp_path / 'results'}", f"out_dir={tmp_path / 'run'}",
+        "seeds=[42]", f"results_dir={tmp_path / 'results'}", f"out_dir={tmp_path / 'run'}",
         "finetune.epochs=2", "finetune.lr=1e-3", "finetune.batch_size=8", "finetune.max_length=64",
-        "finetune.max_length_multilabel=64", "finetune.window_stride=16", "cluster=local", "tracking.wandb=false",
-    ])
-    summary = evaluate_all(cfg)
-    assert summary == {"elements": 2, "records_added": 4}
-    records = ResultStore(tmp_path / "results").records("evaluate")
-    assert {(r.task, r.seed, r.metric) for r in records} == {("toy_codes", s, m) for s in (42, 43) for m in ("micro_f1", "macro_f1")}
+        "finetune.max_length_multilabel=64", "finetune.window_stride=16", "cluster=local", "resources.profile=local",
+        "tracking.wandb=false",
+    ]
+    assert launch(EvaluateRunConfig, CONFIG, plan_evaluation, argv) == 0
+    records = ResultStore(tmp_path / "results").records()
+    metrics = ("micro_f1", "macro_f1", "micro_f1_top1", "macro_f1_top1")
+    assert {(r.task, r.seed, r.metric) for r in records} == {("toy_codes", 42, m) for m in metrics}
+    assert len(records) == 4
+    assert all(r.extra["max_length"] == 64 for r in records)  # the cap given, recorded
     primary = [r for r in records if r.extra["primary"]]
-    assert [r.metric for r in primary] == ["micro_f1", "micro_f1"]
+    assert [r.metric for r in primary] == ["micro_f1"]
     assert all(0.0 <= r.value <= 1.0 and r.extra["best_epoch"] in (1, 2) and r.extra["train_time_s"] > 0 for r in records)
     assert records[0].extra["sizes"] == {"train": 40, "dev": 16, "test": 16}
     # A second launch finds every record and trains nothing.
-    assert evaluate_all(cfg) == {"elements": 0, "records_added": 0}
+    assert launch(EvaluateRunConfig, CONFIG, plan_evaluation, argv) == 0
+    assert len(ResultStore(tmp_path / "results").records()) == 4
 
 
 def test_task_declaration_errors_name_the_file_and_key(tmp_path):
@@ -77,8 +84,11 @@ def test_task_declaration_errors_name_the_file_and_key(tmp_path):
 
 
 def test_paper_task_without_data_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"task 'fracco_30': train split not found at .*fracco/top30/train\.jsonl.*not distributed"):
+    with pytest.raises(FileNotFoundError, match=r"task 'fracco_30': data not found at .*/FRACCO\. FrACCO is published on Zenodo"):
         get_task("fracco_30").path("train", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"task 'diamed': train split not found at .*diamed/splits/train\.json\. "
+                                                r"DiaMED is published by DrBenchmark"):
+        get_task("diamed").path("train", str(tmp_path))
     with pytest.raises(KeyError, match="unknown task 'nope'"):
         get_task("nope")
 
@@ -101,6 +111,51 @@ def test_sliding_windows_cover_long_inputs_that_truncation_cuts(tiny_hf_dir):
     assert len(seen_cut) < len(words) and seen_win == set(range(len(words)))
 
 
+def test_sliding_windows_label_only_first_subtokens_of_the_full_encoding(tiny_hf_dir):
+    """A word cut by a window boundary is labelled where its first sub-token is, never on a continuation."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_hf_dir)
+    long_word = "anticonstitutionnellement"  # 8 sub-tokens with the tiny tokenizer
+    pieces = tok(long_word, add_special_tokens=False)["input_ids"]
+    assert len(pieces) >= 4 and pieces[0] not in pieces[1:]
+    labels = {"O": 0, "B-X": 1}
+    straddled = 0
+    for before in range(16):
+        words = ["le"] * before + [long_word] + ["patient"] * 12
+        tags = ["O"] * before + ["B-X"] + ["O"] * 12
+        full = tok(words, is_split_into_words=True, add_special_tokens=False)
+        first_id = {}
+        for pos, wid in enumerate(full.word_ids()):
+            first_id.setdefault(wid, full["input_ids"][pos])
+        feats = encode_ner(tok, [(words, tags)], labels, 16, "sliding_window", 4)
+        seen = set()
+        for f in feats:
+            content = [i for i in f.input_ids if i not in tok.all_special_ids]
+            straddled += content[0] in pieces[1:]  # this window opens inside the long word
+            for pos, wid in enumerate(f.word_index):
+                if wid >= 0:
+                    assert f.input_ids[pos] == first_id[wid], (before, pos, wid)
+                    assert (f.token_labels[pos] == 1) == (wid == before)
+                    seen.add(wid)
+        assert seen == set(range(len(words)))  # every word still labelled somewhere
+    assert straddled > 0  # the boundary case was exercised
+
+
+def test_input_length_defaults_to_the_model_context_and_caps_on_request(tiny_hf_dir):
+    from transformers import AutoTokenizer
+
+    from mcbio.evaluate.encoding import input_length
+
+    tok = AutoTokenizer.from_pretrained(tiny_hf_dir)
+    assert FinetuneConfig().max_length is None and FinetuneConfig().max_length_multilabel is None
+    assert input_length(FinetuneConfig(), str(tiny_hf_dir), tok) == 256  # the model's max_position_embeddings
+    assert input_length(FinetuneConfig(max_length=64), str(tiny_hf_dir), tok) == 64
+    assert input_length(FinetuneConfig(max_length=64), str(tiny_hf_dir), tok, multi_label=True) == 256
+    assert input_length(FinetuneConfig(max_length_multilabel=4096), str(tiny_hf_dir), tok, multi_label=True) == 256
+    assert input_length(FinetuneConfig(max_context=100), str(tiny_hf_dir), tok) == 100
+
+
 def test_sliding_window_classifier_trains_and_aggregates(task_file, tiny_hf_dir):
     from mcbio.evaluate.run import evaluate_task
 
@@ -108,7 +163,7 @@ def test_sliding_window_classifier_trains_and_aggregates(task_file, tiny_hf_dir)
     cfg = FinetuneConfig(epochs=1, lr=1e-3, batch_size=8, max_length=16, max_length_multilabel=16,
                          long_inputs="sliding_window", window_stride=4)
     res = evaluate_task(str(tiny_hf_dir), spec, 42, cfg, None)
-    assert set(res["metrics"]) == {"micro_f1", "macro_f1"} and res["max_length"] == 16
+    assert set(res["metrics"]) == {"micro_f1", "macro_f1", "micro_f1_top1", "macro_f1_top1"} and res["max_length"] == 16
     assert res["sizes"]["test"] == 16
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mcbio.model.attention import AttentionSwitch, document_position_ids, encoder_inputs
+from mcbio.model.attention import AttentionSwitch, document_position_ids, encoder_inputs, segment_ids
 
 SEQ = 64  # > the tiny model's 16-token local window, so sliding layers matter
 
@@ -89,7 +89,12 @@ def test_without_document_masking_documents_interact(tiny_model_factory):
     docs = torch.tensor([[1] * 30 + [2] * 34])
     other = packed.clone()
     other[0, :30] = (packed[0, :30] + 1) % 1000
-    assert not torch.allclose(_logits(model, packed, docs)[:, 30:], _logits(model, other, docs)[:, 30:])
+
+    def logits(ids):
+        with torch.no_grad():
+            return model(**encoder_inputs(ids, docs, "sdpa", document_masking=False)).logits
+
+    assert not torch.allclose(logits(packed)[:, 30:], logits(other)[:, 30:])
 
 
 def test_position_ids_restart_per_document():
@@ -97,11 +102,41 @@ def test_position_ids_restart_per_document():
     assert document_position_ids(docs).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1]]
 
 
+def test_without_document_masking_one_segment_per_row_on_every_backend():
+    """document_masking=false: positions run across the row and cu_seqlens has one sequence per row."""
+    ids = torch.arange(16).reshape(2, 8)
+    docs = torch.tensor([[1, 1, 1, 2, 2, 2, 2, 2], [1, 1, 1, 1, 1, 2, 0, 0]])
+    assert segment_ids(docs, document_masking=False).tolist() == [[1] * 8, [1] * 6 + [0, 0]]
+    dense = encoder_inputs(ids, docs, "sdpa", document_masking=False)
+    assert dense["position_ids"].tolist() == [list(range(8)), list(range(6)) + [0, 1]]
+    assert dense["attention_mask"].tolist() == [[1] * 8, [1] * 6 + [0, 0]]
+    flash = encoder_inputs(ids, docs, "flash_attention_2", document_masking=False)
+    assert flash["cu_seqlens"].tolist() == [0, 8, 14] and flash["max_seqlen"] == 8
+    masked = encoder_inputs(ids, docs, "flash_attention_2", document_masking=True)
+    assert masked["cu_seqlens"].tolist() == [0, 3, 8, 13, 14]
+
+
+def test_padding_sees_only_padding():
+    """No query row is ever empty (no NaN anywhere), and real tokens never see padding."""
+    import types
+
+    switch = AttentionSwitch.__new__(AttentionSwitch)
+    switch.config, switch.mode, switch.causal_local_window = types.SimpleNamespace(local_attention=4), "causal", "half"
+    switch.document_masking = True
+    glob, local = switch.allowed(torch.tensor([[1, 1, 2, 0, 0]]))
+    for mask in (glob, local):
+        assert mask[0, 0].any(dim=-1).all()
+        assert not mask[0, 0, :3, 3:].any() and not mask[0, 0, 3:, :3].any()
+
+
 def test_flash_attention_inputs_are_one_varlen_sequence_per_document():
     """The FA2 path (GPU only) unpads to cu_seqlens per document segment; the arithmetic runs on CPU."""
     ids = torch.arange(16).reshape(2, 8)
     docs = torch.tensor([[1, 1, 1, 2, 2, 2, 2, 2], [1, 1, 1, 1, 1, 2, 0, 0]])
     kw = encoder_inputs(ids, docs, "flash_attention_2")
+    # transformers' ModernBertModel.forward indexes input_ids[:, [-1, 0]] when no mask is given,
+    # which a flat (unpadded) input_ids cannot take: the mask must always be there.
+    assert kw["attention_mask"].tolist() == (docs != 0).tolist()
     assert kw["cu_seqlens"].tolist() == [0, 3, 8, 13, 14]
     assert kw["max_seqlen"] == 5
     assert kw["input_ids"].tolist() == list(range(14))

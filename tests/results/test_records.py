@@ -1,6 +1,6 @@
 import multiprocessing as mp
 
-from mcbio.results.records import ResultRecord, ResultStore, append_records, read_records, unique_records
+from mcbio.results.records import ResultRecord, ResultStore, git_commit, read_records, unique_records
 
 
 def _rec(model, task, seed, value=0.5, metric="f1", ts=None):
@@ -14,11 +14,6 @@ def _writer(root, worker, n, barrier):
         # All workers write the same shared record at the same moment: the store must keep one.
         barrier.wait()
         store.add([_rec(f"m{worker}", "t", i), _rec("shared", "t", i)], "exp")
-
-
-def _appender(path, worker, n):
-    for i in range(n):
-        append_records(path, [_rec(f"m{worker}", "t", i, metric=f"x{j}") for j in range(3)])
 
 
 def test_concurrent_store_writers_lose_and_duplicate_nothing(tmp_path, monkeypatch):
@@ -49,16 +44,19 @@ def test_concurrent_store_writers_lose_and_duplicate_nothing(tmp_path, monkeypat
     assert {r.model for r in records} == {f"m{w}" for w in range(workers)} | {"shared"}
 
 
-def test_concurrent_appends_keep_every_line_whole(tmp_path):
-    path = tmp_path / "r.jsonl"
-    ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_appender, args=(path, w, 30)) for w in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    assert len(read_records(path)) == 6 * 30 * 3  # a torn line would fail to parse
+def test_done_keys_are_primary_records_of_every_file(tmp_path):
+    store = ResultStore(tmp_path)
+    primary = ResultRecord(model="m", task="t", seed=1, metric="f1", value=0.5, config_hash="h", commit="c",
+                           extra={"primary": True})
+    secondary = ResultRecord(model="m", task="t", seed=2, metric="f1", value=0.5, config_hash="h", commit="c")
+    store.add([primary], "run_a")
+    store.add([secondary], "run_b")
+    assert store.done_keys() == {("m", "t", 1, "h", "test")}
+
+
+def test_git_commit_outside_a_checkout_is_unknown(tmp_path):
+    assert git_commit(tmp_path) == "unknown"
+    assert len(git_commit()) >= 40  # this checkout
 
 
 def test_store_add_skips_existing_keys(tmp_path):

@@ -3,12 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from mcbio.config.loader import REPO_ROOT, load_config
+from mcbio.config.loader import load_config
 from mcbio.config.report import ReportRunConfig
 from mcbio.pipelines.report import generate_report
-from mcbio.results.records import ResultRecord, ResultStore, RunRecord, read_records
+from mcbio.results.records import ResultRecord, ResultStore, RunRecord
 
-REPORT_YAML = REPO_ROOT / "experiments" / "report" / "config.yaml"
+REPO = Path(__file__).resolve().parents[2]
+REPORT_YAML = REPO / "experiments" / "report" / "config.yaml"
 
 
 def rec(model, task, seed, value, **extra):
@@ -16,32 +17,39 @@ def rec(model, task, seed, value, **extra):
                         extra={"primary": True, **extra})
 
 
-def test_shipped_reference_records_render_the_published_numbers(tmp_path):
-    """The published ModernCamemBERT-bio-base scores come out of Table 3 exactly as printed."""
-    refs = read_records(REPO_ROOT / "results" / "reference")
-    assert refs and all(r.extra.get("source") for r in refs)
-    store = tmp_path / "results"
-    (store / "reference").mkdir(parents=True)
-    for f in (REPO_ROOT / "results" / "reference").glob("*.jsonl"):
-        (store / "reference" / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    cfg = load_config(ReportRunConfig, REPORT_YAML, [f"results_dir={store}", "tracking.wandb=false", "ablation_grids={}"])
-    generate_report(cfg)
-    table = (store / "tables" / "table3_main.tex").read_text(encoding="utf-8")
-    for r in refs:
-        row = next(line for line in table.splitlines() if line.startswith(r.task.replace("_", r"\_") + " &"))
-        assert f"& {r.extra['published']:.1f}" in row
+def test_report_without_reference_records_says_how_to_make_them(tmp_path):
+    cfg = load_config(ReportRunConfig, REPORT_YAML, [f"results_dir={tmp_path / 'results'}", "tracking.wandb=false"])
+    summary = generate_report(cfg)
+    assert "python -m mcbio.results reference" in summary["skipped"]["table3_main"]
+    assert Path(summary["tables"][0]).name == "training_mix.tex"  # what needs no record is still written
+
+
+def test_reference_command_writes_and_checks(tmp_path, paper_dir):
+    from mcbio.results.__main__ import main
+
+    args = [f"results_dir={tmp_path / 'results'}", f"paper_dir={paper_dir}"]
+    assert main(["reference", *args, "--check"]) == 1  # nothing there yet: stale
+    assert main(["reference", *args]) == 0
+    assert main(["reference", *args, "--check"]) == 0
+    assert sorted(p.name for p in (tmp_path / "results" / "reference").glob("*.jsonl")) == sorted(
+        f"{p.stem}.jsonl" for p in paper_dir.glob("*.csv"))
 
 
 @pytest.mark.slow
 def test_report_regenerates_every_view(tmp_path, tiny_hf_dir, tiny_tokenizer, tiny_model_factory):
+    import shutil
+
     import torch
 
     from mcbio.model.export import export_hf
 
     store = ResultStore(tmp_path / "results")
+    (store.root / "reference").mkdir(parents=True)
+    for f in (REPO / "results" / "reference").glob("*.jsonl"):
+        shutil.copy(f, store.root / "reference" / f.name)
     recs = []
     for seed in (42, 43):
-        for task, (a, b) in {"t1": (0.70, 0.65), "t2": (0.60, 0.62), "t3": (0.55, 0.50)}.items():
+        for task, (a, b) in {"diamed": (0.70, 0.65), "cantemist": (0.60, 0.62), "quaero_emea": (0.55, 0.50)}.items():
             recs += [rec("base_clm_detour", task, seed, a + 0.01 * (seed - 42)), rec("base_mlm_control", task, seed, b)]
     store.add(recs, "main")
     store.add([rec("content_types.none", "t1", 42, 0.5, cell="none"),
@@ -57,7 +65,7 @@ def test_report_regenerates_every_view(tmp_path, tiny_hf_dir, tiny_tokenizer, ti
     export_hf(model, tiny_tokenizer, tmp_path / "clm_end")
     cfg = load_config(ReportRunConfig, REPORT_YAML, [
         f"results_dir={store.root}", f"out_dir={tmp_path / 'report_run'}", "tracking.mode=offline",
-        "ablation_grids={table1_content_types: content_types}",
+        "ablation_grids={ablation_content_types: content_types}",
         "lengths.tasks=[mini_ner]", f"lengths.tokenizers={{tiny: {tiny_hf_dir}}}", f"curation_stats={stats}",
         "layer_change.enabled=true", f"layer_change.start={tiny_hf_dir}",
         f"layer_change.runs={{clm: [{tmp_path / 'clm_end'}], mlm: [{tiny_hf_dir}]}}", "layer_change.max_texts=4",
@@ -65,13 +73,13 @@ def test_report_regenerates_every_view(tmp_path, tiny_hf_dir, tiny_tokenizer, ti
     ])
     summary = generate_report(cfg)
     names = {Path(t).stem for t in summary["tables"]}
-    assert {"table1_content_types", "table3_main", "table4_clm_vs_mlm", "table5_carbon", "table6_lengths",
-            "table8_fidelity", "training_mix", "upsampling"} <= names, summary["skipped"]
+    assert {"table1a_content_types", "table1b_quality_filters", "ablation_content_types", "table3_main",
+            "table4_clm_vs_mlm", "table5_carbon", "table6_lengths", "table7_upsampling", "table8_fidelity",
+            "training_mix", "drbenchmark_doctobert"} <= names, summary["skipped"]
     figs = {Path(f).name for f in summary["figures"]}
-    assert {"per_task_gain.png", "per_task_gain.pdf", "layer_change.png", "layer_change.pdf"} <= figs
+    assert {"figure2_per_task_gain.png", "figure2_per_task_gain.pdf", "layer_change.png", "layer_change.pdf"} <= figs
     t4 = (store.tables_dir / "table4_clm_vs_mlm.tex").read_text(encoding="utf-8")
-    assert "Base: t1 & \\textbf{70{,}5" in t4 and "task wins" in t4
+    assert "Base: DiaMed & \\textbf{67{,}4} & 63{,}4 & +4{,}0 & 70{,}5" in t4 and "tasks won" in t4
     t5 = (store.tables_dir / "table5_carbon.tex").read_text(encoding="utf-8")
-    assert "base\\_clm\\_detour & 4 & 100{,}0 & 84{,}0 & 2{,}86" in t5  # 100 GPU-h x 0.7 kW x 1.2 x 34 g
-    assert "Large" not in t4  # the Large pair has no records yet: left out, not an error
+    assert "base\\_clm\\_detour (this repository) & 25{,}0 & 4xH100 & 100{,}0 & 84{,}0 & 2{,}86" in t5  # 100 GPU-h x 0.7 kW x 1.2 x 34 g
     assert list((tmp_path / "report_run" / "wandb").glob("offline-run-*")), "report not logged to W&B offline"

@@ -7,16 +7,18 @@ through submitit's local executor exactly as a multi-GPU job runs (one task per 
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
 
-from mcbio.cluster import submit
+from mcbio.cluster import launch
 from mcbio.config import PretrainRunConfig, load_config
+from mcbio.pipelines.pretrain import plan_pretraining
 from mcbio.train.replicas import state_digest
 from tests.conftest import REPO
 
-ENTRY = "mcbio.pipelines.pretrain:run_pretraining_experiment"
+CONFIG = REPO / "experiments" / "base_clm_detour" / "config.yaml"
 RANKS = 2
 # 16-sequence global batch x 128 tokens = 2,048 tokens/batch: CLM phase 4 batches, MLM phase 2.
 BUDGET = ["train.phases.stable.tokens=8192", "train.phases.stable.warmup_tokens=2048",
@@ -24,11 +26,10 @@ BUDGET = ["train.phases.stable.tokens=8192", "train.phases.stable.warmup_tokens=
 STABLE_BATCHES, TOTAL_BATCHES = 4, 6
 
 
-def two_rank_cfg(out_dir) -> PretrainRunConfig:
-    return load_config(PretrainRunConfig, REPO / "experiments" / "base_clm_detour" / "config.yaml", [
-        "preset=smoke", "cluster=local", f"resources.tasks_per_node={RANKS}", "stages=[pretrain,export]",
-        "tracking.wandb=false", f"out_dir={out_dir}", *BUDGET,
-    ])
+def two_rank_args(out_dir) -> list[str]:
+    return ["preset=smoke", "cluster=local", f"resources.tasks_per_node={RANKS}", "stages=[pretrain]",
+            "tracking.wandb=false", f"out_dir={out_dir}", f"evaluation.results_dir={out_dir.parent / 'results'}",
+            *BUDGET]
 
 
 def checkpoint_state(path) -> dict:
@@ -40,10 +41,12 @@ def test_two_ranks_train_in_sync_through_both_phases(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one thread per rank: the 2 ranks share 2 cores
     monkeypatch.delenv("MASTER_PORT", raising=False)
     out = tmp_path / "run"
-    cfg = two_rank_cfg(out)
-    job = submit(ENTRY, cfg)
-    summaries = job.results()  # one per task; raises with the task's traceback if one failed
-    logs = [job.task(rank).paths.stderr.read_text() for rank in range(RANKS)]
+    cfg = load_config(PretrainRunConfig, CONFIG, two_rank_args(out))
+    assert launch(PretrainRunConfig, CONFIG, plan_pretraining, two_rank_args(out)) == 0
+    folder = out / "submitit" / "pretrain"
+    # submitit's files, one per task: ("success", the task's return value) and its log.
+    summaries = [pickle.loads(next(folder.glob(f"*_{rank}_result.pkl")).read_bytes())[1] for rank in range(RANKS)]
+    logs = [next(folder.glob(f"*_{rank}_log.err")).read_text() for rank in range(RANKS)]
 
     # Both ranks ran, each with half of the global batch.
     assert len(summaries) == RANKS

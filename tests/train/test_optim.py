@@ -1,9 +1,12 @@
-"""Weight decay on weights only; biases and normalisation weights excluded."""
+"""Weight decay on weights only; biases and normalisation weights excluded; decay against the phase LR."""
 
+import dataclasses
+
+import pytest
 import torch
 
 from mcbio.config.schema import OptimizerConfig
-from mcbio.train.optim import build_optimizer, weight_decay_groups
+from mcbio.train.optim import apply_lr, build_optimizer, weight_decay_groups
 
 
 def test_groups_split_weights_from_biases_and_norms(tiny_model_factory):
@@ -21,7 +24,7 @@ def test_groups_split_weights_from_biases_and_norms(tiny_model_factory):
 
 
 def test_decoupled_adamw_with_paper_hyperparameters(tiny_model_factory):
-    opt = build_optimizer(tiny_model_factory(), OptimizerConfig())
+    opt = build_optimizer(tiny_model_factory(), OptimizerConfig(), lr=2e-4)
     assert type(opt).__name__ == "DecoupledAdamW"
     group = opt.param_groups[0]
     assert group["betas"] == (0.9, 0.98) and group["eps"] == 1e-6 and group["lr"] == 2e-4
@@ -30,7 +33,7 @@ def test_decoupled_adamw_with_paper_hyperparameters(tiny_model_factory):
 
 def test_norm_weights_do_not_decay(tiny_model_factory):
     model = tiny_model_factory()
-    opt = build_optimizer(model, OptimizerConfig(lr=1e-2, weight_decay=0.5))
+    opt = build_optimizer(model, OptimizerConfig(weight_decay=0.5), lr=1e-2)
     norm = model.model.final_norm.weight
     dense = model.model.layers[0].mlp.Wi.weight
     before_norm, before_dense = norm.detach().clone(), dense.detach().clone()
@@ -41,3 +44,23 @@ def test_norm_weights_do_not_decay(tiny_model_factory):
     assert not torch.equal(dense, before_dense)
     # Decoupled decay: p <- p * (1 - lr / initial_lr * weight_decay) = p * 0.5 here.
     torch.testing.assert_close(dense.detach(), before_dense * 0.5)
+
+
+@pytest.mark.parametrize("lr,phase_lr", [(2e-4, 2e-4), (1e-4, 2e-4), (2e-5, 2e-4), (5e-4, 1e-3)])
+def test_weight_decay_is_against_the_phase_lr(tiny_model_factory, lr, phase_lr):
+    """Per step: p <- p * (1 - weight_decay * lr / phase lr), whatever LR the optimizer was built with."""
+    model = tiny_model_factory()
+    opt = build_optimizer(model, OptimizerConfig(weight_decay=0.1), lr=1.0)  # a build LR that must not matter
+    apply_lr(opt, lr, phase_lr)
+    dense = model.model.layers[0].mlp.Wi.weight
+    before = dense.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert opt.param_groups[0]["lr"] == lr
+    torch.testing.assert_close(dense.detach(), before * (1 - 0.1 * lr / phase_lr))
+
+
+def test_no_optimizer_lr_key():
+    """The phase's lr is the only learning-rate key (train.optimizer.lr used to only rescale weight decay)."""
+    assert "lr" not in {f.name for f in dataclasses.fields(OptimizerConfig)}

@@ -6,7 +6,7 @@ import pytest
 
 from mcbio.config.loader import ConfigError, load_config
 from mcbio.config.schema import PhaseConfig, PretrainRunConfig
-from mcbio.train.batching import BatchPlanError, plan_batch
+from mcbio.config.batching import BatchPlanError, plan_batch
 from mcbio.train.phases import phase_at, plan_phases, PhasedLRSchedule
 
 REPO_EXPERIMENTS = ["base_clm_detour", "base_mlm_control", "large_clm_detour", "large_mlm_control"]
@@ -24,13 +24,14 @@ def test_paper_plan_and_schedule():
     plan = plan_phases(_recipe(), tokens_per_batch)
     assert [p.num_batches for p in plan] == [math.ceil(1e10 / tokens_per_batch), math.ceil(1e9 / tokens_per_batch)] == [3179, 318]
     assert plan[0].warmup_batches == 32 and plan[1].start_batch == 3179
-    sched = PhasedLRSchedule(plan, 2e-4)
+    sched = PhasedLRSchedule(plan)
     assert sched.lr_at(0) == pytest.approx(2e-4 / 32)
     assert sched.lr_at(31) == sched.lr_at(32) == sched.lr_at(3178) == pytest.approx(2e-4)  # constant after warmup
     assert sched.lr_at(3179) == pytest.approx(2e-4)  # the schedule restarts at the decay phase's peak
     mid = 3179 + 317 // 4
     assert sched.lr_at(mid) == pytest.approx(2e-5 + 1.8e-4 * (1 - math.sqrt((317 // 4) / 317)))
     assert sched.lr_at(3179 + 317) == pytest.approx(2e-5)  # 1-sqrt ends at final_lr
+    assert sched.lr_at(3179 + 316) == pytest.approx(2.0284e-5, rel=1e-4)  # what the last batch used to get
     assert phase_at(plan, 3178).name == "stable" and phase_at(plan, 3179).name == "decay"
 
 
@@ -63,6 +64,8 @@ def test_experiment_configs_hold_the_paper_numbers(name):
     t = cfg.train
     assert (t.global_batch_size, cfg.data.seq_len, t.seed, t.data_seed, t.precision) == (384, 8192, 17, 42, "amp_bf16")
     assert (t.optimizer.betas, t.optimizer.eps, t.optimizer.weight_decay) == ([0.9, 0.98], 1e-6, 1e-5)
+    assert cfg.data.max_split_padding == 0  # the paper packs without padding
+    assert (m.attn_implementation, m.flash_attention_kernel, m.document_masking) == ("flash_attention_2", "flash_attn", True)
     stable, decay = t.phases["stable"], t.phases["decay"]
     assert stable.tokens == (50e9 if large else 10e9) and decay.tokens == (5e9 if large else 1e9)
     assert (stable.schedule, stable.lr, stable.warmup_tokens) == ("constant", 2e-4, 100_000_000)
@@ -79,3 +82,23 @@ def test_detour_and_control_differ_only_in_the_stable_phase(size):
     for cfg in (a, b):
         cfg.pop("name"), cfg["tracking"].pop("tags"), cfg["train"]["phases"].pop("stable")
     assert a == b
+
+
+def test_config_loading_never_imports_training_code():
+    """Loading and checking a paper config imports neither torch nor Composer nor mcbio.train."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mcbio.config import PretrainRunConfig, load_config; "
+            "load_config(PretrainRunConfig, 'experiments/base_clm_detour/config.yaml', ['train.device_microbatch_size=4']); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'composer', 'transformers') or m.startswith('mcbio.train')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_optimizer_lr_key_is_gone_from_every_config():
+    with pytest.raises(ConfigError, match="train.optimizer.lr"):
+        load_config(PretrainRunConfig, "experiments/base_clm_detour/config.yaml", ["train.optimizer.lr=1e-3"])
+    for name in REPO_EXPERIMENTS:
+        load_config(PretrainRunConfig, f"experiments/{name}/config.yaml", ["preset=smoke"])  # no stale key anywhere

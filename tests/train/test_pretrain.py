@@ -1,4 +1,7 @@
-"""Composer training over phases: optimizer state across the switch, frozen layers, resume."""
+"""Composer training over phases: optimizer state across the switch, frozen layers, resume,
+the LR of every batch, and the FlashAttention-2 path (reference kernel) through Composer and export."""
+
+import dataclasses
 
 from pathlib import Path
 
@@ -11,6 +14,8 @@ from mcbio.data.corpus import iter_documents
 from mcbio.data.shards import PackedShards, write_packed_shards
 from mcbio.model.build import build_masked_lm
 from mcbio.train.composer_model import EncoderPretrainingModel
+from mcbio.model.export import export_hf
+from mcbio.train.phases import PhasedLRSchedule, plan_phases
 from mcbio.train.pretrain import build_trainer
 
 SEQ, BATCH = 64, 4
@@ -71,9 +76,10 @@ class Recorder(Callback):
             self.snapshots["objective"] = state.model.objective
 
 
-def run(cfg, shards, tokenizer, out_dir: Path, recorder: Recorder, duration=None):
-    model = EncoderPretrainingModel(build_masked_lm(cfg.model, tokenizer, cfg.train.seed), tokenizer, cfg.train.data_seed)
-    trainer = build_trainer(cfg, model, shards, out_dir)
+def run(cfg, shards, tokenizer, out_dir: Path, recorder: Callback, duration=None):
+    model = EncoderPretrainingModel(build_masked_lm(cfg.model, tokenizer, cfg.train.seed), tokenizer, cfg.train.data_seed,
+                                    cfg.model.causal_local_window, cfg.model.document_masking)
+    trainer = build_trainer(cfg.data, cfg.train, model, shards, out_dir, run_name=cfg.name)
     trainer.state.callbacks.append(recorder)
     try:
         trainer.fit()
@@ -129,3 +135,81 @@ def test_killed_run_resumes_with_the_same_losses(shards, tiny_tokenizer, tmp_pat
     for batch, loss in resumed.losses.items():
         assert loss == pytest.approx(full.losses[batch], rel=1e-6), batch
     assert sorted(resumed.losses) == list(range(2, 7))
+
+
+class StepLR(Callback):
+    """The LR each optimizer step actually uses, by batch index, read inside optimizer.step."""
+
+    def __init__(self) -> None:
+        self.lrs: dict[int, float] = {}
+        self.initial_lrs: dict[int, float] = {}
+        self.losses: dict[int, float] = {}
+
+    def fit_start(self, state, logger) -> None:
+        opt = state.optimizers[0]
+        step = opt.step
+
+        def recording_step(*args, **kwargs):
+            batch = int(state.timestamp.batch)
+            self.lrs[batch] = opt.param_groups[0]["lr"]
+            self.initial_lrs[batch] = opt.param_groups[0]["initial_lr"]
+            return step(*args, **kwargs)
+
+        opt.step = recording_step
+
+    def batch_end(self, state, logger) -> None:
+        self.losses[int(state.timestamp.batch) - 1] = float(state.loss)
+
+
+def test_lr_of_every_batch_is_the_schedules(shards, tiny_tokenizer, tmp_path):
+    """Batch b trains at lr(b): first batch, across warmup, at the phase switch, at the last batch.
+
+    Composer steps schedulers before the batch counter advances; a scheduler reading the
+    counter gave batch b the LR of b - 1 (warmup's first value twice, the last step short of final_lr).
+    """
+    cfg = tiny_cfg(stable_batches=5, decay_batches=4)
+    cfg.train.phases["stable"].warmup_tokens = 3 * TOKENS_PER_BATCH
+    rec = StepLR()
+    run(cfg, shards, tiny_tokenizer, tmp_path, rec)
+    plan = plan_phases(cfg.train.phases, TOKENS_PER_BATCH)
+    schedule = PhasedLRSchedule(plan)
+    assert sorted(rec.lrs) == list(range(9))
+    for batch, lr in rec.lrs.items():
+        assert lr == pytest.approx(schedule.lr_at(batch), rel=1e-12), batch
+    first, warm2, warm3 = (pytest.approx(1e-3 * k / 3) for k in (1, 2, 3))
+    assert (rec.lrs[0], rec.lrs[1], rec.lrs[2]) == (first, warm2, warm3)  # warmup: 1/3, 2/3, 3/3 of the peak
+    assert rec.lrs[4] == pytest.approx(1e-3) and rec.lrs[5] == pytest.approx(1e-3)  # switch: decay starts at its peak
+    assert rec.lrs[8] == pytest.approx(1e-4)  # the last batch trains at final_lr
+    assert set(rec.initial_lrs.values()) == {1e-3}  # weight decay is against the phase LR
+
+
+def reference_cfg(stable_batches=2, decay_batches=1):
+    cfg = tiny_cfg(stable_batches=stable_batches, decay_batches=decay_batches, save="100ba")
+    cfg.model = dataclasses.replace(cfg.model, attn_implementation="flash_attention_2", flash_attention_kernel="reference")
+    return cfg
+
+
+def test_flash_attention_2_path_trains_with_composer_and_exports(shards, tiny_tokenizer, tmp_path):
+    """CLM then MLM batches through Composer on the FA2 path (reference kernel): the same losses
+    as SDPA; the export reloads (with SDPA) and gives the trained model's logits."""
+    fa2_rec, sdpa_rec = StepLR(), StepLR()
+    model = run(reference_cfg(), shards, tiny_tokenizer, tmp_path / "fa2", fa2_rec)
+    assert model.model.config._attn_implementation == "flash_attention_2"
+    sdpa_cfg = tiny_cfg(stable_batches=2, decay_batches=1, save="100ba")
+    run(sdpa_cfg, shards, tiny_tokenizer, tmp_path / "sdpa", sdpa_rec)
+    assert sorted(fa2_rec.losses) == [0, 1, 2]
+    for batch, loss in fa2_rec.losses.items():
+        assert loss == pytest.approx(sdpa_rec.losses[batch], rel=1e-5), batch
+
+    from transformers import AutoModelForMaskedLM
+
+    hf = model.model.eval()
+    out = export_hf(hf, tiny_tokenizer, tmp_path / "hf")
+    reloaded = AutoModelForMaskedLM.from_pretrained(out, local_files_only=True).eval()
+    assert reloaded.config._attn_implementation == "sdpa"
+    model.switch.set_mode("bidirectional")
+    enc = tiny_tokenizer(["Le patient présente une [MASK] persistante.", "Fièvre."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a, b = reloaded(**enc).logits, hf(**enc).logits
+    real = enc["attention_mask"].bool()
+    torch.testing.assert_close(a[real], b[real], rtol=1e-5, atol=1e-5)

@@ -5,21 +5,31 @@ from pathlib import Path
 
 import pytest
 
+from mcbio.cluster.launcher import LaunchContext, launch
 from mcbio.config.loader import ConfigError, load_config
 from mcbio.config.ontobook import OntobookRunConfig
-from mcbio.pipelines.ontobook import run_ontobook
+from mcbio.pipelines.ontobook import plan_ontobook
 
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENT = REPO / "experiments" / "ontobook" / "config.yaml"
 
 
 def _cfg(tmp_path, cim10_csv, atc_json, *extra):
-    return load_config(OntobookRunConfig, EXPERIMENT, [
-        "preset=smoke", f"out_dir={tmp_path / 'run'}", "shard_jobs=inline",
+    return [
+        "preset=smoke", f"out_dir={tmp_path / 'run'}",
         f"ontologies.cim10.path={cim10_csv}", f"ontologies.atc.path={atc_json}",
         "ontologies.cim10.walks=12", "ontologies.atc.walks=8",
         "walk.min_steps=3", "walk.max_steps=5", "walk.min_chars=100", *extra,
-    ])
+    ]
+
+
+def run_ontobook(args: list[str]) -> dict:
+    """The launcher as a user runs it; returns what the merge wrote."""
+    assert launch(OntobookRunConfig, EXPERIMENT, plan_ontobook, args) == 0
+    out = Path([a for a in args if a.startswith("out_dir=")][-1].split("=", 1)[1])
+    docs = (out / "documents" / "ontobook.jsonl").read_text(encoding="utf-8").splitlines()
+    stats = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (out / "stats").glob("*.json")}
+    return {"out_dir": str(out), "documents": len(docs), "ontologies": stats}
 
 
 def test_experiment_config_holds_paper_volumes():
@@ -36,8 +46,7 @@ def test_experiment_config_holds_paper_volumes():
 
 
 def test_run_writes_documents_and_stats_and_resumes(tmp_path, cim10_csv, atc_json):
-    cfg = _cfg(tmp_path, cim10_csv, atc_json)
-    summary = run_ontobook(cfg)
+    summary = run_ontobook(_cfg(tmp_path, cim10_csv, atc_json))
     out = Path(summary["out_dir"])
     docs = [json.loads(line) for line in (out / "documents" / "ontobook.jsonl").open(encoding="utf-8")]
     assert summary["documents"] == len(docs) == 20
@@ -56,9 +65,8 @@ def test_run_writes_documents_and_stats_and_resumes(tmp_path, cim10_csv, atc_jso
 
 def test_walks_drawn_twice_across_shards_are_merged_once(tmp_path, cim10_csv, atc_json):
     # Many shards of short walks on a 14-code graph: some shards draw the same walk.
-    cfg = _cfg(tmp_path, cim10_csv, atc_json, "ontologies.cim10.shards=6", "ontologies.cim10.walks=60",
-               "walk.min_steps=1", "walk.max_steps=1", "walk.min_chars=0", "ontologies.atc.enabled=false")
-    run_ontobook(cfg)
+    run_ontobook(_cfg(tmp_path, cim10_csv, atc_json, "ontologies.cim10.shards=6", "ontologies.cim10.walks=60",
+                      "walk.min_steps=1", "walk.max_steps=1", "walk.min_chars=0", "ontologies.atc.enabled=false"))
     stats = json.loads((tmp_path / "run" / "stats" / "cim10.json").read_text(encoding="utf-8"))
     assert stats["duplicates_across_shards"] > 0
     assert stats["kept"] + stats["duplicates_across_shards"] == stats["walks"] == 60
@@ -67,36 +75,34 @@ def test_walks_drawn_twice_across_shards_are_merged_once(tmp_path, cim10_csv, at
 
 
 def test_rdf_source_end_to_end(tmp_path, cim10_csv, atc_json, skos_ttl):
-    cfg = _cfg(tmp_path, cim10_csv, atc_json, "ontologies.cim10.enabled=false", "ontologies.atc.enabled=false",
-               "ontologies.ccam.enabled=true", f"ontologies.ccam.path={skos_ttl}", "ontologies.ccam.walks=2",
-               "ontologies.ccam.shards=1", "walk.min_steps=2", "walk.max_steps=3", "walk.min_chars=50")
-    summary = run_ontobook(cfg)
+    summary = run_ontobook(_cfg(tmp_path, cim10_csv, atc_json, "ontologies.cim10.enabled=false",
+                                "ontologies.atc.enabled=false", "ontologies.ccam.enabled=true",
+                                f"ontologies.ccam.path={skos_ttl}", "ontologies.ccam.walks=2", "ontologies.ccam.shards=1",
+                                "walk.min_steps=2", "walk.max_steps=3", "walk.min_chars=50"))
     assert summary["ontologies"]["ccam"]["kept"] == 2
     docs = [json.loads(line) for line in (tmp_path / "run" / "documents" / "ontobook.jsonl").open()]
     assert {d["ontology"] for d in docs} == {"ccam"} and any("AAQP" in c for d in docs for c in d["codes"])
 
 
-def test_missing_source_file_fails_before_any_work(tmp_path, cim10_csv, atc_json):
-    cfg = _cfg(tmp_path, cim10_csv, atc_json, "ontologies.ccam.enabled=true")
-    with pytest.raises(ValueError, match="ontologies.ccam.path is not set"):
-        run_ontobook(cfg)
-    assert not (tmp_path / "run" / "shards").exists()
+def test_missing_source_file_fails_before_any_work(tmp_path, cim10_csv, atc_json, capsys):
+    assert launch(OntobookRunConfig, EXPERIMENT, plan_ontobook,
+                  _cfg(tmp_path, cim10_csv, atc_json, "ontologies.ccam.enabled=true")) == 2
+    assert "ontologies.ccam.path is not set" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_shards_run_as_a_local_job_array(tmp_path, cim10_csv, atc_json):
-    cfg = _cfg(tmp_path, cim10_csv, atc_json, "shard_jobs=array", "ontologies.atc.enabled=false")
-    summary = run_ontobook(cfg)
+    summary = run_ontobook(_cfg(tmp_path, cim10_csv, atc_json, "ontologies.atc.enabled=false"))
     assert summary["documents"] == 12
-    assert len(list((tmp_path / "run" / "submitit-shards").glob("*_result.pkl"))) == 2
+    assert len(list((tmp_path / "run" / "submitit" / "shards").glob("*_result.pkl"))) == 2
 
 
 @pytest.mark.shared_data
 def test_real_cim10_and_atc_walks(shared_data, tmp_path):
-    cfg = load_config(OntobookRunConfig, EXPERIMENT, [
-        "preset=smoke", f"paths.shared_data={shared_data}", f"out_dir={tmp_path / 'real'}", "shard_jobs=inline",
+    summary = run_ontobook([
+        "preset=smoke", f"paths.shared_data={shared_data}", f"out_dir={tmp_path / 'real'}",
         "ontologies.cim10.walks=60", "ontologies.atc.walks=30",
     ])
-    summary = run_ontobook(cfg)
     for name, n in (("cim10", 60), ("atc", 30)):
         stats = json.loads((tmp_path / "real" / "stats" / f"{name}.json").read_text(encoding="utf-8"))
         assert stats["walks"] == n and stats["kept"] == n  # the rules backend keeps every code
@@ -105,33 +111,18 @@ def test_real_cim10_and_atc_walks(shared_data, tmp_path):
     assert summary["documents"] == 90
 
 
-def test_array_elements_get_the_shard_job_resources(tmp_path, cim10_csv, atc_json, monkeypatch):
-    import mcbio.pipelines.ontobook as pipeline
-
-    submitted = []
-
-    class Done:
-        job_id = "0"
-
-        def __init__(self, cfg):
-            self.value = pipeline.run_ontobook_shard(cfg)
-
-        def result(self):
-            return self.value
-
-    def fake_submit_array(entry, cfgs, folder, name=None):
-        submitted.extend(cfgs)
-        return [Done(c) for c in cfgs]
-
-    monkeypatch.setattr(pipeline, "submit_array", fake_submit_array)
-    cfg = _cfg(tmp_path, cim10_csv, atc_json, "shard_jobs=array", "shard_job.gpus_per_node=1",
-               "shard_job.cpus_per_task=8", "shard_job.timeout_min=240")
-    assert run_ontobook(cfg)["documents"] == 20
-    assert sorted((c.shard_ontology, c.shard_index) for c in submitted) == [("atc", 0), ("atc", 1), ("cim10", 0),
-                                                                          ("cim10", 1)]
-    assert all((c.resources.gpus_per_node, c.resources.cpus_per_task, c.resources.timeout_min) == (1, 8, 240)
-               for c in submitted)
-    assert cfg.resources.gpus_per_node == 0  # the planning job itself asks for no GPU
+def test_shard_elements_get_the_shard_needs_and_the_merge_none_of_them(tmp_path, cim10_csv, atc_json):
+    cfg = load_config(OntobookRunConfig, EXPERIMENT, _cfg(tmp_path, cim10_csv, atc_json) + [
+        "resources.gpus_per_node=4", "shard_needs.gpus_per_node=1", "shard_needs.cpus_per_task=8",
+        "shard_needs.timeout_min=240"])
+    plan = plan_ontobook(cfg, LaunchContext("local", EXPERIMENT))
+    shards, merge = plan.stage("shards"), plan.stage("merge")
+    assert sorted((e.cfg.ontology, e.cfg.index) for e in shards.elements) == [("atc", 0), ("atc", 1), ("cim10", 0),
+                                                                            ("cim10", 1)]
+    res = shards.resources
+    assert (res.gpus_per_node, res.tasks_per_node, res.cpus_per_task, res.timeout_min) == (1, 1, 8, 240)
+    assert merge.resources.gpus_per_node == 0 and merge.after == ("shards",)
+    assert cfg.resources.gpus_per_node == 4  # the loaded config is left as it was
 
 
 @pytest.mark.slurm
@@ -139,8 +130,7 @@ def test_shards_as_a_slurm_job_array(tmp_path, cim10_csv, atc_json):
     import os
 
     out = Path(os.environ.get("MCBIO_SLURM_TMP", tmp_path)) / "ontobook_slurm"
-    cfg = _cfg(tmp_path, cim10_csv, atc_json, "cluster=slurm", "resources.profile=local_slurm",
-               "shard_jobs=array", f"out_dir={out}", "shard_job.cpus_per_task=1", "shard_job.timeout_min=10")
-    summary = run_ontobook(cfg)
+    summary = run_ontobook(_cfg(tmp_path, cim10_csv, atc_json, "cluster=slurm", "resources.profile=local_slurm",
+                                f"out_dir={out}", "shard_needs.cpus_per_task=1", "shard_needs.timeout_min=10"))
     assert summary["documents"] == 20
-    assert len(list((out / "submitit-shards").glob("*_result.pkl"))) == 4
+    assert len(list((out / "submitit" / "shards").glob("*_result.pkl"))) == 4
