@@ -59,3 +59,15 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Any]) -> int:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def json_marker_matches(path: str | Path, **expected: Any) -> bool:
+    """``path`` is a JSON object whose fields hold ``expected`` (a done marker written last by a job)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and all(data.get(k) == v for k, v in expected.items())

@@ -17,8 +17,14 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from mcbio.config.schema import RunConfig, choice
 from mcbio.files import write_json_atomic
+
+if TYPE_CHECKING:  # the launcher imports this module's jobs by name; no import cycle at run time
+    from mcbio.cluster.launcher import LaunchContext
+    from mcbio.cluster.plan import Plan
 
 
 @dataclass
@@ -35,7 +41,7 @@ class SelfTestConfig(RunConfig):
     cell: int = 0
 
 
-def plan_selftest(cfg: SelfTestConfig, ctx) -> "Plan":
+def plan_selftest(cfg: SelfTestConfig, ctx: "LaunchContext") -> "Plan":
     """``cells`` elements of ``job``; an element is done once its output file says it finished."""
     from mcbio.cluster.launcher import element_name, run_dir_of
     from mcbio.cluster.plan import Element, Plan, Stage

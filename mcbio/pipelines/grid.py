@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
 import logging
 import random
 import re
@@ -22,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
+from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of
 from mcbio.cluster.plan import Element, Plan, Stage, single_task
 from mcbio.config.checks import Problems
 from mcbio.config.grid import DataSelectionConfig, GridCellConfig, GridRunConfig
 from mcbio.config.loader import ConfigError, config_hash, load_config, to_container
-from mcbio.files import write_json_atomic, write_jsonl_atomic
+from mcbio.files import json_marker_matches, write_json_atomic, write_jsonl_atomic
 from mcbio.jsonl import iter_jsonl
 from mcbio.pipelines.pretrain import pretraining_stages, stages_of
 from mcbio.results.records import ResultStore
@@ -202,13 +201,7 @@ def select_element(job: SelectionJob) -> dict:
 
 
 def _selection_done(out_dir: Path, h: str) -> bool:
-    marker = out_dir / "selection.json"
-    if not (marker.is_file() and (out_dir / SELECTED_CORPUS).is_file()):
-        return False
-    try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("selection_hash") == h
-    except json.JSONDecodeError:
-        return False
+    return (out_dir / SELECTED_CORPUS).is_file() and json_marker_matches(out_dir / "selection.json", selection_hash=h)
 
 
 # --------------------------------------------------------------------------- plan

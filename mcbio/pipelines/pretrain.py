@@ -15,7 +15,6 @@ from the launcher; nothing waits inside a job for another job.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -27,7 +26,7 @@ from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
 from mcbio.config.checks import Problems, check_model_dir, check_path, check_tokenizer_dir
 from mcbio.config.loader import config_hash, to_container
 from mcbio.config.schema import PretrainRunConfig
-from mcbio.files import write_json_atomic
+from mcbio.files import json_marker_matches, write_json_atomic
 from mcbio.pipelines.evaluate import RUN_MARKER, evaluation_elements, resolve_suite
 from mcbio.results.records import ResultStore, RunRecord, git_commit
 
@@ -58,13 +57,7 @@ def check_pretraining_inputs(cfg: PretrainRunConfig, problems: Problems) -> None
 
 
 def export_done(hf_dir: Path, run_hash: str) -> bool:
-    marker = hf_dir / RUN_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("config_hash") == run_hash
-    except json.JSONDecodeError:
-        return False
+    return json_marker_matches(hf_dir / RUN_MARKER, config_hash=run_hash)
 
 
 @dataclass(frozen=True)

@@ -53,19 +53,7 @@ def git_commit(where: Path | None = None) -> str:
 
 def read_records(paths: str | Path | Iterable[str | Path]) -> list[ResultRecord]:
     """Records from JSONL files or folders of them; a malformed line is an error naming file and line."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files: list[Path] = []
-    for p in map(Path, paths):
-        files.extend(sorted(p.rglob("*.jsonl")) if p.is_dir() else [p])
-    records = []
-    for file in files:
-        for line_no, row in iter_jsonl(file):
-            try:
-                records.append(ResultRecord(**row))
-            except TypeError as err:
-                raise ValueError(f"{file}:{line_no}: not a result record ({err})") from None
-    return records
+    return _read_rows(paths, ResultRecord, "result record")
 
 
 def unique_records(records: Iterable[ResultRecord]) -> list[ResultRecord]:
@@ -92,16 +80,20 @@ class RunRecord:
 
 
 def read_run_records(paths: str | Path | Iterable[str | Path]) -> list[RunRecord]:
+    return _read_rows(paths, RunRecord, "run record")
+
+
+def _read_rows(paths: str | Path | Iterable[str | Path], cls: type, what: str) -> list:
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    out = []
+    rows = []
     for file in _jsonl_files(paths):
         for line_no, row in iter_jsonl(file):
             try:
-                out.append(RunRecord(**row))
+                rows.append(cls(**row))
             except TypeError as err:
-                raise ValueError(f"{file}:{line_no}: not a run record ({err})") from None
-    return out
+                raise ValueError(f"{file}:{line_no}: not a {what} ({err})") from None
+    return rows
 
 
 def _jsonl_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -1,5 +1,4 @@
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -7,7 +6,6 @@ import pytest
 from mcbio.config.grid import DataSelectionConfig, GridRunConfig
 from mcbio.cluster.launcher import LaunchContext, element_states, launch
 from mcbio.config.loader import ConfigError, load_config
-from mcbio.data.corpus import SAMPLE_CORPUS
 from mcbio.pipelines.grid import build_cells, cell_overrides, plan_grid, select_passages
 
 REPO = Path(__file__).resolve().parents[2]

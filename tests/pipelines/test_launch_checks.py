@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 
 from mcbio.cluster.launcher import launch
 from mcbio.config import PretrainRunConfig
