@@ -89,10 +89,11 @@ def test_config_hash_ignores_placement_but_not_recipe():
     assert config_hash(a) != config_hash(c)
 
 
-def test_dry_run_prints_resolved_yaml_and_runs_nothing(tmp_path):
+def test_dry_run_prints_resolved_yaml_and_runs_nothing(tmp_path, shared_data):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, str(BASE.parent / "launch.py"), "dry_run=true", f"out_dir={out}"],
+        [sys.executable, str(BASE.parent / "launch.py"), "dry_run=true", f"out_dir={out}",
+         f"paths.shared_data={shared_data}"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -101,6 +102,7 @@ def test_dry_run_prints_resolved_yaml_and_runs_nothing(tmp_path):
     assert printed["train"]["phases"]["stable"]["tokens"] == 10_000_000_000
     assert printed["train"]["phases"]["decay"]["final_lr"] == 2e-5
     assert printed["model"]["num_hidden_layers"] == 22
+    assert "#   pretrain/base_clm_detour: pending" in proc.stdout
     assert not out.exists()
 
 
