@@ -17,35 +17,50 @@ class CarbonConfig:
     grid_g_per_kwh: float = 34.0
 
 
+PAPER_TASK_ORDER = ["diamed", "fracco_30", "fracco_100", "cantemist", "distemist", "meddialog_fr",
+                    "quaero_emea", "quaero_medline"]
+
+
 @dataclass
 class ModelPair:
-    """Two models compared task by task: ``a - b`` (e.g. CLM detour minus MLM control)."""
+    """Two models compared task by task, ``a - b`` (CLM detour minus MLM control): this repository's
+    record names (``a``, ``b``) and the published ones (``paper_a``, ``paper_b``, reference records)."""
 
     label: str = ""
     a: str = ""
     b: str = ""
+    paper_a: str = ""
+    paper_b: str = ""
 
 
 @dataclass
 class MainTableConfig:
-    # Column order (record model names); empty = every model found, sorted.
-    models: List[str] = field(default_factory=list)
-    # Task order; empty = every task found, sorted.
-    tasks: List[str] = field(default_factory=list)
-    # Put the published value (results/reference) beside each reproduced model.
-    show_reference: bool = True
-    # Reproduced model -> its name in the reference records.
-    reference_names: Dict[str, str] = field(default_factory=lambda: {
-        "base_clm_detour": "ModernCamemBERT-bio-base", "large_clm_detour": "ModernCamemBERT-bio-large"})
+    """Table 3: the paper's models and tasks, each model's "this repository" column beside it."""
+
+    # Published models (reference record names), in the paper's column order.
+    paper_models: List[str] = field(default_factory=lambda: [
+        "ModernCamemBERT-bio-base", "ModernCamemBERT-bio-large", "ModernCamemBERT", "CamemBERT-bio", "CamemBERT",
+        "DrBERT"])
+    # Published model -> this repository's record name (experiments/evaluate, eval_baselines).
+    repo_models: Dict[str, str] = field(default_factory=lambda: {
+        "ModernCamemBERT-bio-base": "base_clm_detour", "ModernCamemBERT-bio-large": "large_clm_detour",
+        "ModernCamemBERT": "moderncamembert", "CamemBERT-bio": "camembert_bio", "CamemBERT": "camembert",
+        "DrBERT": "drbert"})
+    # Task order (registry names): the paper's.
+    tasks: List[str] = field(default_factory=lambda: list(PAPER_TASK_ORDER))
 
 
 @dataclass
 class LengthStatsConfig:
-    tasks: List[str] = field(default_factory=list)
-    # Tokenizer label -> local tokenizer folder.
+    """Table 6 computed here: the test documents of each task whose data is at hand, per tokenizer."""
+
+    # Tasks tried in order; those whose data is missing are left out (listed in the summary).
+    tasks: List[str] = field(default_factory=lambda: ["diamed", "meddialog_fr", "quaero_emea", "quaero_medline",
+                                                      "fracco_100"])
+    # Tokenizer label -> local tokenizer folder (e.g. {moderncamembert: /models/moderncamembert-base}).
     tokenizers: Dict[str, str] = field(default_factory=dict)
     split: str = "test"
-    # The context of 512-token models: the table reports the share of examples above it.
+    # The context of 512-token models: the table reports the share of documents above it.
     threshold: int = 512
 
 
@@ -91,17 +106,26 @@ class ReportRunConfig(RunConfig):
     """Regenerate every table and figure under ``<results_dir>/tables`` and ``figures``."""
 
     name: str = "report"
-    # The results store (relative paths are from the repository root).
+    # The results store (relative paths are from the repository root): records/ (this
+    # repository's runs), runs/ (pretraining compute), reference/ (the paper's numbers).
     results_dir: str = "results"
+    # The paper's tables as CSV (``python -m mcbio.results reference`` turns them into
+    # reference/*.jsonl) and its appendix-E fidelity examples; relative to the repository.
+    paper_dir: str = "${oc.env:MCBIO_PAPER,../shared/paper}"
     # Experiments (records/<name>.jsonl) feeding the main, CLM/MLM and gain views; empty = all.
     experiments: List[str] = field(default_factory=list)
     # Table 1: table name -> ablation grid name (its records/<grid>.jsonl).
     ablation_grids: Dict[str, str] = field(default_factory=dict)
     main: MainTableConfig = field(default_factory=MainTableConfig)
     # Table 4: one block per pair (Base, Large).
-    clm_vs_mlm: List[ModelPair] = field(default_factory=list)
-    # The per-task gain figure: a - b per task.
-    gain: ModelPair = field(default_factory=ModelPair)
+    clm_vs_mlm: List[ModelPair] = field(default_factory=lambda: [
+        ModelPair("Base", "base_clm_detour", "base_mlm_control", "ModernCamemBERT-bio-base",
+                  "ModernCamemBERT-bio-base-mlm-control"),
+        ModelPair("Large", "large_clm_detour", "large_mlm_control", "ModernCamemBERT-bio-large",
+                  "ModernCamemBERT-bio-large-mlm-control")])
+    # Figure 2: per-task gain a - b (published, and this repository's when its records exist).
+    gain: ModelPair = field(default_factory=lambda: ModelPair(
+        "Base", "base_clm_detour", "base_mlm_control", "ModernCamemBERT-bio-base", "ModernCamemBERT-bio-base-mlm-control"))
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     lengths: LengthStatsConfig = field(default_factory=LengthStatsConfig)
     # JSON written by the curation pipeline (fidelity scores, mix tokens, upsampling counts).
@@ -122,5 +146,5 @@ class ReportRunConfig(RunConfig):
         if not 0 < self.confidence < 1:
             raise ConfigError("'confidence' must be in (0, 1)")
         for i, pair in enumerate(self.clm_vs_mlm):
-            if not pair.a or not pair.b:
-                raise ConfigError(f"'clm_vs_mlm[{i}]' needs both 'a' and 'b' model names")
+            if not pair.paper_a or not pair.paper_b:
+                raise ConfigError(f"'clm_vs_mlm[{i}]' needs both 'paper_a' and 'paper_b' (published model names)")

@@ -15,9 +15,10 @@ from torch import nn
 
 from mcbio.config.schema import FinetuneConfig
 from mcbio.evaluate.batching import Feature
-from mcbio.evaluate.encoding import encode_texts
+from mcbio.evaluate.degenerate import multi_label_prediction_counts, single_label_prediction_counts
+from mcbio.evaluate.encoding import encode_texts, input_length
 from mcbio.evaluate.heads import SequenceClassifier
-from mcbio.evaluate.metrics import multi_label_scores, single_label_scores
+from mcbio.evaluate.metrics import multi_label_decisions, multi_label_report, single_label_scores
 from mcbio.evaluate.trainer import epoch_batches, predict_logits, train_with_early_stopping
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,12 @@ def aggregate(features: list[Feature], logits: list[torch.Tensor], num_examples:
 
 
 def finetune_classifier(model_path: str, splits: dict, seed: int, cfg: FinetuneConfig, multi_label: bool,
-                        device: str = "cpu", max_length: int | None = None) -> dict:
+                        device: str = "cpu", max_length: int | None = None, init: str = "pretrained") -> dict:
     from transformers import AutoTokenizer, set_seed
-
-    from mcbio.evaluate.heads import model_context
 
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    wanted = cfg.max_length_multilabel if multi_label else cfg.max_length
-    length = max_length or min(wanted, cfg.max_context or model_context(model_path, tokenizer))
+    length = max_length or input_length(cfg, model_path, tokenizer, multi_label)
     labels = sorted({label for _, row in splits["train"] for label in row})
     label_to_id = {label: i for i, label in enumerate(labels)}
     unseen = {label for name in ("dev", "test") for _, row in splits[name] for label in row} - set(labels)
@@ -79,7 +77,7 @@ def finetune_classifier(model_path: str, splits: dict, seed: int, cfg: FinetuneC
     enc = {name: encode_texts(tokenizer, [t for t, _ in splits[name]], list(gold[name]), length,
                               cfg.long_inputs, cfg.window_stride) for name in splits}
     pad_id = tokenizer.pad_token_id
-    model = SequenceClassifier(model_path, len(labels), cfg.dropout).to(device)
+    model = SequenceClassifier(model_path, len(labels), cfg.dropout, init=init, seed=seed).to(device)
     if multi_label:
         weight = positive_weights(gold["train"]).to(device) if cfg.pos_weight else None
         criterion: nn.Module = nn.BCEWithLogitsLoss(pos_weight=weight)
@@ -90,13 +88,17 @@ def finetune_classifier(model_path: str, splits: dict, seed: int, cfg: FinetuneC
         logits = m(batch["input_ids"], batch["attention_mask"]).float()
         return criterion(logits, batch["labels"].float() if multi_label else batch["labels"])
 
+    last_pred: dict = {}  # split -> its latest predictions (for the degenerate-run check)
+
     def scores(m, name):
         logits = aggregate(enc[name], predict_logits(m, enc[name], cfg.eval_batch_size, pad_id, device, cfg.precision),
                            len(splits[name]), cfg.window_aggregation)
         if multi_label:
-            pred = (torch.sigmoid(logits) >= cfg.threshold).int().numpy()
-            return multi_label_scores(gold[name], pred)
-        return single_label_scores(gold[name].tolist(), logits.argmax(-1).tolist(), len(labels))
+            probs = torch.sigmoid(logits).numpy()
+            last_pred[name] = multi_label_decisions(probs, cfg.threshold)
+            return multi_label_report(gold[name], probs, cfg.threshold)  # + the forced top-1 variant
+        pred = last_pred[name] = logits.argmax(-1).tolist()
+        return single_label_scores(gold[name].tolist(), pred, len(labels))
 
     primary = "micro_f1" if multi_label else "macro_f1"
     steps = -(-len(enc["train"]) // cfg.batch_size)
@@ -107,7 +109,10 @@ def finetune_classifier(model_path: str, splits: dict, seed: int, cfg: FinetuneC
         warmup_ratio=cfg.warmup_ratio, patience=cfg.early_stopping_patience, device=device,
         precision=cfg.precision, desc="multi-label" if multi_label else "single-label",
     )
-    return {"scores": scores(model, "test"), "dev_score": result.best_score, "best_epoch": result.best_epoch,
+    test_scores = scores(model, "test")
+    counts = (multi_label_prediction_counts if multi_label else single_label_prediction_counts)(last_pred["test"], labels)
+    return {"scores": test_scores, "dev_score": result.best_score, "best_epoch": result.best_epoch,
             "dev_history": result.history, "epochs_run": result.epochs_run, "train_time_s": result.train_time_s,
             "train_examples_per_s": result.train_examples_per_s, "max_length": length,
-            "num_labels": len(labels), "train_inputs": len(enc["train"])}
+            "num_labels": len(labels), "train_inputs": len(enc["train"]),
+            "test_prediction_counts": counts, "prediction_unit": "examples"}

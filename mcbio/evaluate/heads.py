@@ -23,17 +23,36 @@ from torch import nn
 from transformers import AutoModel
 
 
-def load_encoder(model_path: str) -> nn.Module:
-    """The bare encoder of a local HF folder (an MLM export, CamemBERT, DrBERT, ...)."""
-    return AutoModel.from_pretrained(model_path, local_files_only=True)
+INIT_MODES = ("pretrained", "random")
+
+
+def load_encoder(model_path: str, init: str = "pretrained", seed: int | None = None) -> nn.Module:
+    """The bare encoder of a local HF folder (an MLM export, CamemBERT, DrBERT, ...).
+
+    ``init="random"``: the same architecture (the folder's ``config.json``), weights
+    initialised by the model class's own ``_init_weights`` from ``seed`` instead of read
+    from the checkpoint: the random-init baseline of an ablation. The checkpoint's weights
+    are never read, and the global RNG state is left as it was.
+    """
+    if init == "pretrained":
+        return AutoModel.from_pretrained(model_path, local_files_only=True)
+    if init != "random":
+        raise ValueError(f"init={init!r}: choose one of {', '.join(INIT_MODES)}")
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path, local_files_only=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else seed)
+        return AutoModel.from_config(config)
 
 
 class LinearHeadModel(nn.Module):
     """Encoder + dropout + one ``nn.Linear`` (not transformers' MLP heads); subclasses pick the positions."""
 
-    def __init__(self, model_path: str, num_labels: int, dropout: float = 0.1) -> None:
+    def __init__(self, model_path: str, num_labels: int, dropout: float = 0.1, init: str = "pretrained",
+                 seed: int | None = None) -> None:
         super().__init__()
-        self.encoder = load_encoder(model_path)
+        self.encoder = load_encoder(model_path, init, seed)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.config.hidden_size, num_labels)
 

@@ -26,6 +26,7 @@ import bisect
 import csv
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,8 +247,8 @@ def read_brat(
 
 
 def _as_labels(value: Any, label_sep: str | None, where: str) -> list[str]:
-    if value is None or value == "":
-        raise ValueError(f"{where}: empty label")
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        raise ValueError(f"{where}: empty label (null, NaN or an empty cell)")
     if isinstance(value, list):
         return [str(v) for v in value]
     if isinstance(value, (int, float, bool)):
@@ -256,14 +257,62 @@ def _as_labels(value: Any, label_sep: str | None, where: str) -> list[str]:
     return [label for label in labels if label]
 
 
+def is_missing(value: Any) -> bool:
+    """A missing label: null, NaN, an empty cell or the string "nan"."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip().lower() in ("", "nan")
+
+
+def dropped_label(value: Any, drop_labels: Iterable[str] | None) -> bool:
+    """Whether ``drop_labels`` discards an example with this label: an entry contained in the
+    label, or ``"nan"`` for a missing label (DiaMED's rule)."""
+    drop = list(drop_labels or ())
+    if not drop:
+        return False
+    if is_missing(value):
+        return "nan" in drop
+    text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return any(entry != "nan" and entry in text for entry in drop)
+
+
+def _json_rows(path: Path) -> list[dict]:
+    """A JSON array of objects (DiaMED's splits/*.json; NaN allowed), or an object holding one under "data"."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise ValueError(f"{path}: expected a JSON array of objects (one per example)")
+    return data
+
+
 def read_table(
-    path: str | Path, text_field: str, label_field: str, label_sep: str | None = "|", fmt: str | None = None
+    path: str | Path, text_field: str, label_field: str, label_sep: str | None = "|", fmt: str | None = None,
+    drop_labels: Iterable[str] | None = None,
 ) -> list[LabelledText]:
-    """TSV/CSV with a header row, or JSONL with one object per line."""
+    """TSV/CSV with a header row, JSONL with one object per line, or a JSON array of objects.
+
+    Examples whose label ``drop_labels`` discards (see :func:`dropped_label`) are left out.
+    """
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".")
     rows: list[LabelledText] = []
-    if fmt == "jsonl":
+    dropped = 0
+    if fmt == "json":
+        for i, obj in enumerate(_json_rows(path)):
+            for key in (text_field, label_field):
+                if key not in obj:
+                    raise ValueError(f"{path}: example {i}: no field '{key}' (fields: {', '.join(obj)})")
+            if dropped_label(obj[label_field], drop_labels):
+                dropped += 1
+                continue
+            rows.append((str(obj[text_field]), _as_labels(obj[label_field], label_sep, f"{path}: example {i}")))
+    elif fmt == "jsonl":
         with open(path, encoding="utf-8") as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -275,6 +324,9 @@ def read_table(
                 for key in (text_field, label_field):
                     if key not in obj:
                         raise ValueError(f"{path}:{line_no}: no field '{key}' (fields: {', '.join(obj)})")
+                if dropped_label(obj[label_field], drop_labels):
+                    dropped += 1
+                    continue
                 rows.append((str(obj[text_field]), _as_labels(obj[label_field], label_sep, f"{path}:{line_no}")))
     elif fmt in ("tsv", "csv"):
         csv.field_size_limit(1 << 30)
@@ -284,9 +336,14 @@ def read_table(
                 if key not in (reader.fieldnames or []):
                     raise ValueError(f"{path}: no column '{key}' in header (columns: {', '.join(reader.fieldnames or [])})")
             for line_no, row in enumerate(reader, start=2):
+                if dropped_label(row[label_field], drop_labels):
+                    dropped += 1
+                    continue
                 rows.append((row[text_field].strip(), _as_labels(row[label_field], label_sep, f"{path}:{line_no}")))
     else:
-        raise ValueError(f"{path}: unknown table format '{fmt}' (tsv, csv or jsonl)")
+        raise ValueError(f"{path}: unknown table format '{fmt}' (tsv, csv, jsonl or json)")
+    if dropped:
+        log.info("%s: %d example(s) dropped for their label (drop_labels)", path, dropped)
     if not rows:
         raise ValueError(f"{path}: no examples")
     return rows
@@ -295,20 +352,26 @@ def read_table(
 # --------------------------------------------------------------------------- Hugging Face datasets on disk
 
 
-def read_hf_disk(path: str | Path, split: str, fields: dict[str, str], kind: str, label_sep: str | None = "|") -> list:
+SPLIT_ALIASES = {"dev": ("dev", "validation", "val"), "train": ("train",), "test": ("test",)}
+
+
+def read_hf_disk(path: str | Path, split: str, fields: dict[str, str], kind: str, label_sep: str | None = "|",
+                 drop_labels: Iterable[str] | None = None) -> list:
     """A split of a ``datasets.save_to_disk`` folder (a DatasetDict, or one Dataset per split folder).
 
     ``kind="ner"`` reads ``fields['tokens']`` and ``fields['tags']`` (ClassLabel ids become names);
-    otherwise ``fields['text']`` and ``fields['label']``.
+    otherwise ``fields['text']`` and ``fields['label']``. The ``dev`` split is the DatasetDict's
+    ``dev``, ``validation`` or ``val`` (Hugging Face loading scripts name it ``validation``).
     """
     from datasets import DatasetDict, load_from_disk
 
     path = Path(path)
     data = load_from_disk(str(path))
     if isinstance(data, DatasetDict):
-        if split not in data:
+        name = next((n for n in SPLIT_ALIASES.get(split, (split,)) if n in data), None)
+        if name is None:
             raise KeyError(f"{path}: no split '{split}' (has: {', '.join(data)})")
-        data = data[split]
+        data = data[name]
     columns = set(data.column_names)
     wanted = [fields["tokens"], fields["tags"]] if kind == "ner" else [fields["text"], fields["label"]]
     missing = [c for c in wanted if c not in columns]
@@ -329,7 +392,39 @@ def read_hf_disk(path: str | Path, split: str, fields: dict[str, str], kind: str
     out = []
     for i, row in enumerate(data):
         value = row[fields["label"]]
-        if label_names is not None:
+        if label_names is not None and value is not None:
             value = [label_names[v] for v in value] if isinstance(value, list) else label_names[value]
+        if dropped_label(value, drop_labels):
+            continue
         out.append((str(row[fields["text"]]), _as_labels(value, label_sep, f"{path} [{split}] row {i}")))
     return out
+
+
+# --------------------------------------------------------------------------- one split of a task
+
+
+def read_task_split(task, split: str, shared_data: str | None) -> list:
+    """The examples of one split of a :class:`~mcbio.evaluate.tasks.TaskSpec`, whatever its format.
+
+    A file missing inside the task's data folder is an error naming the file, the task and
+    where the data is published.
+    """
+    path = task.path(split, shared_data)
+    try:
+        if task.format == "conll":
+            return read_conll(path)
+        if task.format == "brat":
+            return read_brat(path, task.segment, task.max_words, task.discontinuous, task.entity_types or None)
+        if task.format == "hf_disk":
+            fields = {"tokens": task.tokens_field, "tags": task.tags_field, "text": task.text_field,
+                      "label": task.label_field}
+            return read_hf_disk(path, split, fields, "ner" if task.type == "ner" else "classification",
+                                task.label_sep, task.drop_labels)
+        if task.format in ("fracco", "frasimed", "meddialog"):
+            from mcbio.evaluate import corpora
+
+            return corpora.read_corpus_split(task, path, split)
+        return read_table(path, task.text_field, task.label_field, task.label_sep, task.format, task.drop_labels)
+    except FileNotFoundError as err:
+        hint = f" {task.source}" if task.source else ""
+        raise FileNotFoundError(f"task '{task.name}': {str(err).rstrip('.')}.{hint}") from None

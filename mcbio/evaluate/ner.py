@@ -9,7 +9,8 @@ from torch import nn
 
 from mcbio.config.schema import FinetuneConfig
 from mcbio.evaluate.batching import Feature
-from mcbio.evaluate.encoding import encode_ner
+from mcbio.evaluate.degenerate import ner_prediction_counts
+from mcbio.evaluate.encoding import encode_ner, input_length
 from mcbio.evaluate.heads import TokenClassifier
 from mcbio.evaluate.metrics import ner_scores
 from mcbio.evaluate.trainer import epoch_batches, predict_logits, train_with_early_stopping
@@ -39,11 +40,9 @@ def decode_tags(features: list[Feature], logits: list[torch.Tensor], num_words: 
 
 
 def finetune_ner(model_path: str, splits: dict, seed: int, cfg: FinetuneConfig, device: str = "cpu",
-                 max_length: int | None = None) -> dict:
+                 max_length: int | None = None, init: str = "pretrained") -> dict:
     """Train on ``splits['train']``, keep the epoch with the best dev strict F1, score test with it."""
     from transformers import AutoTokenizer, set_seed
-
-    from mcbio.evaluate.heads import model_context
 
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
@@ -52,7 +51,7 @@ def finetune_ner(model_path: str, splits: dict, seed: int, cfg: FinetuneConfig, 
     except ValueError:
         # Byte-level BPE tokenizers (RoBERTa-style) only take pre-split words with a prefix space.
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, add_prefix_space=True)
-    length = max_length or min(cfg.max_length, cfg.max_context or model_context(model_path, tokenizer))
+    length = max_length or input_length(cfg, model_path, tokenizer)
     labels = sorted({t for _, tags in splits["train"] for t in tags} | {"O"})
     label_to_id = {label: i for i, label in enumerate(labels)}
     unknown = {t for split in ("dev", "test") for _, tags in splits[split] for t in tags} - set(labels)
@@ -62,7 +61,7 @@ def finetune_ner(model_path: str, splits: dict, seed: int, cfg: FinetuneConfig, 
     enc = {name: encode_ner(tokenizer, rows, label_to_id, length, cfg.long_inputs, cfg.window_stride)
            for name, rows in splits.items()}
     pad_id = tokenizer.pad_token_id
-    model = TokenClassifier(model_path, len(labels), cfg.dropout).to(device)
+    model = TokenClassifier(model_path, len(labels), cfg.dropout, init=init, seed=seed).to(device)
     ce = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
 
     def loss_fn(m, batch):
@@ -82,8 +81,10 @@ def finetune_ner(model_path: str, splits: dict, seed: int, cfg: FinetuneConfig, 
         warmup_ratio=cfg.warmup_ratio, patience=cfg.early_stopping_patience, device=device,
         precision=cfg.precision, desc="ner",
     )
-    scores = ner_scores(gold["test"], predict(model, "test"))
+    test_pred = predict(model, "test")
+    scores = ner_scores(gold["test"], test_pred)
     return {"scores": scores, "dev_score": result.best_score, "best_epoch": result.best_epoch,
             "dev_history": result.history, "epochs_run": result.epochs_run, "train_time_s": result.train_time_s,
             "train_examples_per_s": result.train_examples_per_s, "max_length": length,
-            "num_labels": len(labels), "train_inputs": len(enc["train"])}
+            "num_labels": len(labels), "train_inputs": len(enc["train"]),
+            "test_prediction_counts": ner_prediction_counts(test_pred), "prediction_unit": "words"}

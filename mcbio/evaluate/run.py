@@ -14,27 +14,29 @@ from pathlib import Path
 import torch
 
 from mcbio.config.schema import FinetuneConfig
-from mcbio.evaluate.loaders import read_brat, read_conll, read_hf_disk, read_table
+from mcbio.evaluate.caps import applied_caps
+from mcbio.evaluate.degenerate import degenerate_reason
+from mcbio.evaluate.heads import INIT_MODES
+from mcbio.evaluate.loaders import read_task_split
 from mcbio.evaluate.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 
 
 def read_split(task: TaskSpec, split: str, shared_data: str | None) -> list:
-    path = task.path(split, shared_data)
-    if task.format == "conll":
-        return read_conll(path)
-    if task.format == "brat":
-        return read_brat(path, task.segment, task.max_words, task.discontinuous, task.entity_types or None)
-    if task.format == "hf_disk":
-        fields = {"tokens": task.tokens_field, "tags": task.tags_field, "text": task.text_field, "label": task.label_field}
-        return read_hf_disk(path, split, fields, "ner" if task.type == "ner" else "classification", task.label_sep)
-    return read_table(path, task.text_field, task.label_field, task.label_sep, task.format)
+    """One split's examples, in the task's format (see :func:`mcbio.evaluate.loaders.read_task_split`)."""
+    return read_task_split(task, split, shared_data)
 
 
-def read_splits(task: TaskSpec, shared_data: str | None, cfg: FinetuneConfig) -> dict[str, list]:
-    """train/dev/test examples, capped by ``max_train_examples`` / ``max_eval_examples``."""
+def read_splits(task: TaskSpec, shared_data: str | None, cfg: FinetuneConfig,
+                full_sizes: dict[str, int] | None = None) -> dict[str, list]:
+    """train/dev/test examples, capped by ``max_train_examples`` / ``max_eval_examples``.
+
+    ``full_sizes``, when given, receives each split's size before the caps.
+    """
     splits = {s: read_split(task, s, shared_data) for s in ("train", "dev", "test")}
+    if full_sizes is not None:
+        full_sizes.update({s: len(rows) for s, rows in splits.items()})
     if cfg.max_train_examples:
         splits["train"] = splits["train"][: cfg.max_train_examples]
     if cfg.max_eval_examples:
@@ -43,14 +45,15 @@ def read_splits(task: TaskSpec, shared_data: str | None, cfg: FinetuneConfig) ->
     return splits
 
 
-def finetune(model_path: str, task: TaskSpec, splits: dict, seed: int, cfg: FinetuneConfig, device: str) -> dict:
+def finetune(model_path: str, task: TaskSpec, splits: dict, seed: int, cfg: FinetuneConfig, device: str,
+             init: str = "pretrained") -> dict:
     if task.type == "ner":
         from mcbio.evaluate.ner import finetune_ner
 
-        return finetune_ner(model_path, splits, seed, cfg, device)
+        return finetune_ner(model_path, splits, seed, cfg, device, init=init)
     from mcbio.evaluate.classify import finetune_classifier
 
-    return finetune_classifier(model_path, splits, seed, cfg, task.type == "multi_label", device)
+    return finetune_classifier(model_path, splits, seed, cfg, task.type == "multi_label", device, init=init)
 
 
 def _grid(cfg: FinetuneConfig) -> list[dict]:
@@ -61,18 +64,18 @@ def _grid(cfg: FinetuneConfig) -> list[dict]:
 
 
 def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: FinetuneConfig, device: str,
-                           cache_dir: Path | None = None) -> dict:
+                           cache_dir: Path | None = None, init: str = "pretrained") -> dict:
     """Best grid point on the validation split; cached so that array elements share one search."""
     grid = _grid(cfg)
-    key = hashlib.sha256(json.dumps([model_path, dataclasses.asdict(task), dataclasses.asdict(cfg)],
-                                    sort_keys=True, default=str).encode()).hexdigest()[:12]
+    ident = [model_path, dataclasses.asdict(task), dataclasses.asdict(cfg)] + ([init] if init != "pretrained" else [])
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     cache = cache_dir / f"{task.name}-{key}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
     trials = []
     for point in grid:
         trial_cfg = dataclasses.replace(cfg, **point, epochs=cfg.hp_search.epochs or cfg.epochs)
-        res = finetune(model_path, task, splits, cfg.hp_search.seed, trial_cfg, device)
+        res = finetune(model_path, task, splits, cfg.hp_search.seed, trial_cfg, device, init)
         trials.append({"params": point, "dev_score": res["dev_score"]})
         log.info("hp search %s %s: dev %.4f", task.name, point, res["dev_score"])
     best = max(trials, key=lambda t: t["dev_score"])
@@ -87,22 +90,39 @@ def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: F
 
 def evaluate_task(model_path: str, task_name: str | TaskSpec, seed: int, cfg: FinetuneConfig,
                   shared_data: str | None, tasks: dict[str, TaskSpec] | None = None,
-                  hp_cache_dir: str | Path | None = None) -> dict:
+                  hp_cache_dir: str | Path | None = None, init: str = "pretrained") -> dict:
     """``{"metrics": {name: value}, "primary_metric": name, "best_epoch": n, "train_time_s": s, ...}``.
 
     ``tasks`` holds user-declared tasks (they shadow built-in ones of the same name).
+    ``init="random"`` fine-tunes the architecture of ``model_path`` with weights initialised
+    from ``seed`` instead of the checkpoint's (the random-init baseline; returned as ``init``).
+    Also returned: ``degenerate`` (None, or why the run is degenerate: dev score never above
+    0, or single-class test predictions; see :mod:`mcbio.evaluate.degenerate`) and ``caps``
+    (what ``cfg`` cuts short relative to the defaults, see :mod:`mcbio.evaluate.caps`, with
+    ``full_sizes`` of the splits when an example cap is set).
     """
+    if init not in INIT_MODES:
+        raise ValueError(f"init={init!r}: choose one of {', '.join(INIT_MODES)}")
     task = task_name if isinstance(task_name, TaskSpec) else get_task(task_name, tasks)
     started = time.time()
-    splits = read_splits(task, shared_data, cfg)
+    full_sizes: dict[str, int] = {}
+    splits = read_splits(task, shared_data, cfg, full_sizes)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     extra: dict = {}
     if _grid(cfg):
         found = search_hyperparameters(model_path, task, splits, cfg, device,
-                                       Path(hp_cache_dir) if hp_cache_dir else None)
+                                       Path(hp_cache_dir) if hp_cache_dir else None, init)
         cfg = dataclasses.replace(cfg, **found["best"])
         extra["hp_search"] = found["best"]
-    result = finetune(model_path, task, splits, seed, cfg, device)
+    result = finetune(model_path, task, splits, seed, cfg, device, init)
+    degenerate = degenerate_reason(result["dev_history"], result.get("test_prediction_counts"),
+                                   result.get("prediction_unit", "examples"))
+    if degenerate:
+        log.warning("%s / %s / seed %d%s is DEGENERATE: %s", Path(model_path).name, task.name, seed,
+                    f" (init={init})" if init != "pretrained" else "", degenerate)
+    caps = applied_caps(cfg)
+    if caps["max_train_examples"] or caps["max_eval_examples"]:
+        caps["full_sizes"] = full_sizes
     return {
         "metrics": result["scores"],
         "primary_metric": task.primary_metric,
@@ -116,5 +136,8 @@ def evaluate_task(model_path: str, task_name: str | TaskSpec, seed: int, cfg: Fi
         "max_length": result["max_length"],
         "sizes": {s: len(rows) for s, rows in splits.items()},
         "device": device,
+        "init": init,
+        "degenerate": degenerate,
+        "caps": caps,
         **extra,
     }

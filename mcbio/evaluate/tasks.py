@@ -5,13 +5,30 @@ evaluation config, or files listed in ``task_files``) with the same keys as :cla
 
     my_task:
       type: multi_label          # ner | single_label | multi_label
-      format: jsonl              # conll | brat | tsv | csv | jsonl | hf_disk
+      format: jsonl              # conll | brat | tsv | csv | jsonl | json | hf_disk | fracco | frasimed | meddialog
       root: /data/my_task        # a folder, or "shared" (paths.shared_data), or "package"
       splits: {train: train.jsonl, dev: dev.jsonl, test: test.jsonl}
       text_field: text
       label_field: labels
 
 Relative ``root`` values in a task file are resolved against that file's folder.
+
+The paper's eight tasks are declared with their published layouts (fields, label rules and
+document-level splits as in the datasets' own loaders and the authors' harness; readers in
+:mod:`mcbio.evaluate.corpora`), under ``paths.shared_data`` by default:
+
+=================  =========================================================================
+``diamed``         ``diamed/splits/{train,validation,test}.json`` (DrBenchmark's files; or a
+                   ``save_to_disk`` folder with ``format: hf_disk``): ``clinical_case`` ->
+                   ``icd-10`` (22 ICD-10 chapters); ``nan`` / "Plusieurs cas cliniques" /
+                   "Aucune annotation" dropped
+``fracco_30/100``  ``FRACCO/`` (``ann_txt_files/*.txt`` + ``DetectOnco_Final.csv``):
+                   ``expression_CIM`` codes per document, top 30 / 100 by document frequency
+``cantemist``      ``FRASIMED/CANTEMIST-FRASIMED/`` (BRAT, ICD-O-3.1 note codes, top 100)
+``distemist``      ``FRASIMED/DISTEMIST-FRASIMED/`` (BRAT, SNOMED note codes, top 100)
+``meddialog_fr``   ``MedDialog-FR-women/`` (22 UMLS CUIs, ``split`` column, dev = validation)
+``quaero_*``       ``quaero/corpus/{train,dev,test}/{EMEA,MEDLINE}`` (BRAT, 10 UMLS groups)
+=================  =========================================================================
 """
 
 from __future__ import annotations
@@ -25,7 +42,10 @@ from mcbio.config.loader import ConfigError
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "sample_tasks"
 TASK_TYPES = ("ner", "single_label", "multi_label")
-FORMATS = ("conll", "brat", "tsv", "csv", "jsonl", "hf_disk")
+FORMATS = ("conll", "brat", "tsv", "csv", "jsonl", "json", "hf_disk", "fracco", "frasimed", "meddialog")
+# Formats whose three splits are cut from one folder (document-level split, see mcbio.evaluate.corpora).
+DOCUMENT_SPLIT_FORMATS = ("fracco", "frasimed")
+CLASSIFICATION_FORMATS = ("tsv", "csv", "jsonl", "json", "fracco", "frasimed", "meddialog")
 PRIMARY_METRIC = {"ner": "strict_f1", "single_label": "macro_f1", "multi_label": "micro_f1"}
 
 
@@ -54,6 +74,24 @@ class TaskSpec:
     max_words: Optional[int] = 256
     discontinuous: str = "fragments"
     entity_types: List[str] = field(default_factory=list)
+    # Examples whose label contains one of these strings are dropped (DiaMED's unusable
+    # cases); the entry "nan" matches a missing label (null, NaN, "nan").
+    drop_labels: List[str] = field(default_factory=list)
+    # Keep the ``top_k`` labels with the highest document frequency over all documents (ties:
+    # label order); documents left without a label are dropped. None = every label.
+    top_k: Optional[int] = None
+    # Document-level splits (fracco, frasimed): names sorted, shuffled by random.Random(split_seed),
+    # then int(f_train * n) / int(f_dev * n) / the rest. Independent of the fine-tuning seed.
+    split_seed: int = 42
+    split_fractions: List[float] = field(default_factory=lambda: [0.8, 0.1])
+    # fracco: the DetectOnco_Final.csv rows kept (its ``label`` column).
+    annotation_label: str = "expression_CIM"
+    # frasimed: the code system of the BRAT notes kept (``#n<TAB>SYSTEM Tn<TAB>code``).
+    code_system: str = ""
+    # meddialog: the input text built from a question and its answer.
+    text_template: str = "Question: {question}\n\nRéponse: {answer}"
+    # meddialog (single table): the column naming each row's split (train / dev / test).
+    split_field: str = "split"
     # Where the data comes from, shown when it is missing.
     source: str = ""
 
@@ -64,8 +102,15 @@ class TaskSpec:
             raise ConfigError(f"task '{self.name}': format {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.type != "ner" and self.format in ("conll", "brat"):
             raise ConfigError(f"task '{self.name}': format '{self.format}' holds NER data, but type is '{self.type}'")
-        if self.type == "ner" and self.format in ("tsv", "csv", "jsonl"):
+        if self.type == "ner" and self.format in CLASSIFICATION_FORMATS:
             raise ConfigError(f"task '{self.name}': format '{self.format}' is read as classification data, but type is 'ner'")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"task '{self.name}': top_k must be a positive number of labels (or null), got {self.top_k}")
+        if len(self.split_fractions) != 2 or min(self.split_fractions) < 0 or sum(self.split_fractions) > 1:
+            raise ConfigError(f"task '{self.name}': split_fractions must be [train, dev] fractions summing to <= 1, "
+                              f"got {self.split_fractions}")
+        if self.format == "frasimed" and not self.code_system:
+            raise ConfigError(f"task '{self.name}': format 'frasimed' needs code_system (e.g. ICD-O-3.1 or SNOMED)")
         for split in ("train", "dev", "test"):
             if split not in self.splits:
                 raise ConfigError(f"task '{self.name}': 'splits' needs train, dev and test (has: {', '.join(self.splits) or 'none'})")
@@ -91,8 +136,9 @@ class TaskSpec:
         path = self.base_dir(shared_data) / self.splits[split]
         if not path.exists():
             hint = f" {self.source}" if self.source else ""
+            what = "data" if len(set(self.splits.values())) == 1 else f"{split} split"
             raise FileNotFoundError(
-                f"task '{self.name}': {split} split not found at {path}.{hint} "
+                f"task '{self.name}': {what} not found at {path}.{hint} "
                 f"Point the task at your copy with custom_tasks.{self.name}.root=/path/to/folder "
                 f"(and .splits.{split}=FILE), or declare it in a task file."
             )
@@ -104,44 +150,64 @@ def _shared(name: str, type_: str, fmt: str, folder: str, ext: str, source: str,
                     splits={s: f"{folder}/{s}.{ext}" for s in ("train", "dev", "test")}, **kw)
 
 
-_NOT_SHIPPED = (
-    "{} is not distributed with mcbio nor in the shared data folder: obtain it from its authors "
-    "and place train/dev/test.jsonl (fields 'text' and '{}') at the path above."
-)
+_WHERE = " Place it under paths.shared_data (or MCBIO_DATA) as shown, or point the task at your copy."
+
+SOURCES = {
+    "diamed": "DiaMED is published by DrBenchmark on the Hugging Face Hub (dataset Dr-BERT/DiaMED: a loading "
+              "script and data.zip holding splits/train.json, validation.json, test.json); unzip it as "
+              "diamed/, or use a datasets.save_to_disk folder with custom_tasks.diamed.format=hf_disk.",
+    "fracco": "FrACCO is published on Zenodo (record 17284817, FRACCO.zip: ann_txt_files/ and "
+              "DetectOnco_Final.csv); unzip it as FRACCO/.",
+    "frasimed": "FRASIMED is published on Zenodo (record 8355629: flat BRAT folders CANTEMIST-FRASIMED/ and "
+                "DISTEMIST-FRASIMED/); place them under FRASIMED/.",
+    "meddialog": "MedDialog-FR (women's health subset, 22 UMLS CUI labels) is distributed by its authors: "
+                 "the MedDialog-FR-women/ folder (multilabel_annotation/dataset_multilabel_meddialog_22labels.csv "
+                 "and post-editing/meddialog-fr-women_post-editing.csv), or one CSV/parquet table with question, "
+                 "answer, labels and split columns (point splits.* at it).",
+    "quaero": "QUAERO French Medical Corpus (BRAT), https://quaerofrenchmed.limsi.fr/.",
+}
+
+
+def _same_folder(name: str, folder: str, **kw) -> TaskSpec:
+    """A task whose three splits are cut from one folder (document-level split or a split column)."""
+    return TaskSpec(name=name, root="shared", splits={s: folder for s in ("train", "dev", "test")}, **kw)
+
 
 BUILTIN_TASKS: dict[str, TaskSpec] = {
     "mini_ner": TaskSpec(
         name="mini_ner", type="ner", format="conll", root="package",
         splits={s: f"mini_ner/{s}.conll" for s in ("train", "dev", "test")},
     ),
-    # --- the paper's tasks whose data is public here (../shared/data)
+    # --- the paper's eight tasks, in their published layouts
+    "diamed": TaskSpec(
+        name="diamed", type="single_label", format="json", root="shared",
+        splits={"train": "diamed/splits/train.json", "dev": "diamed/splits/validation.json",
+                "test": "diamed/splits/test.json"},
+        text_field="clinical_case", label_field="icd-10", label_sep=None,
+        drop_labels=["nan", "Plusieurs cas cliniques", "Aucune annotation"], source=SOURCES["diamed"] + _WHERE,
+    ),
+    "fracco_30": _same_folder("fracco_30", "FRACCO", type="multi_label", format="fracco", top_k=30,
+                              source=SOURCES["fracco"] + _WHERE),
+    "fracco_100": _same_folder("fracco_100", "FRACCO", type="multi_label", format="fracco", top_k=100,
+                               source=SOURCES["fracco"] + _WHERE),
+    "cantemist": _same_folder("cantemist", "FRASIMED/CANTEMIST-FRASIMED", type="multi_label", format="frasimed",
+                              code_system="ICD-O-3.1", top_k=100, source=SOURCES["frasimed"] + _WHERE),
+    "distemist": _same_folder("distemist", "FRASIMED/DISTEMIST-FRASIMED", type="multi_label", format="frasimed",
+                              code_system="SNOMED", top_k=100, source=SOURCES["frasimed"] + _WHERE),
+    "meddialog_fr": _same_folder("meddialog_fr", "MedDialog-FR-women", type="multi_label", format="meddialog",
+                                 label_field="labels", source=SOURCES["meddialog"] + _WHERE),
     "quaero_emea": TaskSpec(
         name="quaero_emea", type="ner", format="brat",
-        splits={s: f"quaero/corpus/{s}/EMEA" for s in ("train", "dev", "test")},
-        source="QUAERO French Medical Corpus (BRAT), https://quaerofrenchmed.limsi.fr/.",
+        splits={s: f"quaero/corpus/{s}/EMEA" for s in ("train", "dev", "test")}, source=SOURCES["quaero"],
     ),
     "quaero_medline": TaskSpec(
         name="quaero_medline", type="ner", format="brat",
-        splits={s: f"quaero/corpus/{s}/MEDLINE" for s in ("train", "dev", "test")},
-        source="QUAERO French Medical Corpus (BRAT), https://quaerofrenchmed.limsi.fr/.",
+        splits={s: f"quaero/corpus/{s}/MEDLINE" for s in ("train", "dev", "test")}, source=SOURCES["quaero"],
     ),
     # --- DrBenchmark
     "morfitt": _shared("morfitt", "multi_label", "tsv", "morfitt", "tsv",
                        "MORFITT (qanastek/MORFITT, Zenodo 7893841).",
                        text_field="abstract", label_field="specialities", label_sep="|"),
-    # --- the paper's tasks whose data is not public here: declared, read from paths.shared_data
-    "diamed": _shared("diamed", "single_label", "jsonl", "diamed", "jsonl",
-                      _NOT_SHIPPED.format("DiaMed", "label"), label_field="label", label_sep=None),
-    "fracco_30": _shared("fracco_30", "multi_label", "jsonl", "fracco/top30", "jsonl",
-                         _NOT_SHIPPED.format("FrACCO (30 most frequent codes)", "labels"), label_field="labels"),
-    "fracco_100": _shared("fracco_100", "multi_label", "jsonl", "fracco/top100", "jsonl",
-                          _NOT_SHIPPED.format("FrACCO (100 most frequent codes)", "labels"), label_field="labels"),
-    "cantemist": _shared("cantemist", "multi_label", "jsonl", "cantemist_fr", "jsonl",
-                         _NOT_SHIPPED.format("CANTEMIST (French, coding)", "labels"), label_field="labels"),
-    "distemist": _shared("distemist", "multi_label", "jsonl", "distemist_fr", "jsonl",
-                         _NOT_SHIPPED.format("DisTEMIST (French, linking as multi-label)", "labels"), label_field="labels"),
-    "meddialog_fr": _shared("meddialog_fr", "multi_label", "jsonl", "meddialog_fr", "jsonl",
-                            _NOT_SHIPPED.format("MedDialog-FR", "labels"), label_field="labels"),
 }
 
 PAPER_TASKS = ["diamed", "fracco_30", "fracco_100", "cantemist", "distemist", "meddialog_fr",

@@ -20,8 +20,10 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         target = stem.with_name(f"{stem.name}.{ext}")
+        # No creation date in the PDF: regenerating an unchanged figure gives the same bytes.
+        metadata = {"CreationDate": None} if ext == "pdf" else None
         with atomic_open(target, "wb") as handle:
-            fig.savefig(handle, format=ext, dpi=200, bbox_inches="tight")
+            fig.savefig(handle, format=ext, dpi=200, bbox_inches="tight", metadata=metadata)
         paths.append(target)
     plt.close(fig)
     return paths
@@ -40,6 +42,29 @@ def gain_figure(gains: Mapping[str, float], a: str, b: str, stem: str | Path, un
     ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right")
     ax.set_ylabel(f"{a} - {b} ({unit})")
     ax.legend(frameon=False)
+    return save_figure(fig, stem)
+
+
+def gain_comparison_figure(series: Mapping[str, Mapping[str, float]], task_labels: Mapping[str, str], title: str,
+                           stem: str | Path, unit: str = "F1 points") -> list[Path]:
+    """Figure 2: per-task gain, one group of bars per task (the paper's order), one bar per series
+    (the published gain, and this repository's when its runs exist); dashed lines = mean gains."""
+    if not series:
+        raise ValueError("gain figure: no series (no published nor reproduced pair of scores)")
+    tasks = list(dict.fromkeys(t for values in series.values() for t in values))
+    width = 0.8 / len(series)
+    colors = ["#2a7ab0", "#e39b3a", "#5b9b5b", "#8064a2"]
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(tasks) + 1.5), 3.3))
+    for k, (name, values) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i, t in enumerate(tasks) if t in values]
+        ys = [values[t] for t in tasks if t in values]
+        ax.bar(xs, ys, width=width, color=colors[k % len(colors)], label=f"{name} (mean {sum(ys) / len(ys):+.2f})")
+        ax.axhline(sum(ys) / len(ys), color=colors[k % len(colors)], linestyle="--", linewidth=0.8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(tasks)), [task_labels.get(t, t) for t in tasks], rotation=35, ha="right")
+    ax.set_ylabel(f"gain ({unit})")
+    ax.set_title(title, fontsize=9)
+    ax.legend(frameon=False, fontsize=7)
     return save_figure(fig, stem)
 
 

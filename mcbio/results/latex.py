@@ -39,10 +39,28 @@ def aggregate(records: Iterable[ResultRecord]) -> dict[tuple[str, str, str], lis
     return grouped
 
 
+DEGENERATE_NOTE = (r"$^\dagger$ at least one seed is degenerate (dev score never above 0, or a single "
+                   r"predicted class on test).")
+
+
+def degenerate_cells(records: Iterable[ResultRecord]) -> set[tuple[str, str]]:
+    """(task, model) where the latest record of some seed carries ``extra["degenerate"]``."""
+    latest: dict[tuple, ResultRecord] = {}
+    for rec in sorted(records, key=lambda r: r.timestamp):
+        latest[(rec.task, rec.metric, rec.model, rec.seed)] = rec
+    return {(rec.task, rec.model) for rec in latest.values() if rec.extra.get("degenerate")}
+
+
 def results_table(records: Iterable[ResultRecord], caption: str, label: str, scale: float = 100.0,
                   decimals: int = 1, decimal_comma: bool = False) -> str:
-    """Rows = (task, metric), columns = models; cells = mean (± std when several seeds)."""
+    """Rows = (task, metric), columns = models; cells = mean (± std when several seeds).
+
+    A cell whose (model, task) has a degenerate seed (``extra["degenerate"]``) gets a dagger
+    and the table a footnote line.
+    """
+    records = list(records)
     grouped = aggregate(records)
+    flagged = degenerate_cells(records)
     models = sorted({m for (_, _, m) in grouped})
     rows = sorted({(t, met) for (t, met, _) in grouped})
     lines = [
@@ -64,9 +82,14 @@ def results_table(records: Iterable[ResultRecord], caption: str, label: str, sca
                 cell += r" {\scriptsize $\pm$ " + fmt(scale * statistics.stdev(vals), decimals, decimal_comma) + "}"
             if len(means) > 1 and means[m] == best:
                 cell = r"\textbf{" + cell + "}"
+            if (task, m) in flagged:
+                cell += r"$^\dagger$"
             cells.append(cell)
         lines.append(f"{escape(task)} ({escape(metric)}) & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if flagged:
+        lines.append(r"\par\smallskip{\footnotesize " + DEGENERATE_NOTE + "}")
+    lines += [r"\end{table}", ""]
     return "\n".join(lines)
 
 

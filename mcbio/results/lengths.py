@@ -41,9 +41,29 @@ def task_texts(task_name: str, split: str, shared_data: str | None) -> list[str]
     return [" ".join(first) if isinstance(first, list) else str(first) for first, _ in examples]
 
 
-def token_lengths(texts: Iterable[str], tokenizer) -> list[int]:
-    """Tokens per text as the model sees it (special tokens included, no truncation)."""
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+def task_documents(task_name: str, split: str, shared_data: str | None, tasks: dict | None = None) -> list[str]:
+    """One text per *document* of a split, as the paper's Table 6 counts them.
+
+    BRAT tasks (QUAERO) are read per document (each ``.txt`` file of the split folder, whole,
+    though fine-tuning cuts EMEA into one sample per line): QUAERO EMEA test has 15
+    documents, MEDLINE test 833. Other tasks are already one example per document.
+    """
+    from mcbio.evaluate.tasks import get_task
+
+    task = get_task(task_name, tasks)
+    if task.format == "brat":
+        folder = task.path(split, shared_data)
+        texts = [t.read_text(encoding="utf-8") for t in sorted(folder.glob("*.txt"))]
+        if not texts:
+            raise ValueError(f"task '{task_name}': no .txt document in {folder}")
+        return texts
+    return task_texts(task_name, split, shared_data)
+
+
+def token_lengths(texts: Iterable[str], tokenizer, special_tokens: bool = False) -> list[int]:
+    """Tokens per text, no truncation; without special tokens by default (the paper's Table 6)."""
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=special_tokens, truncation=False,
+                                          verbose=False)["input_ids"]]
 
 
 def lengths_table(stats: Sequence[LengthStats], caption: str, label: str, decimal_comma: bool = False) -> str:

@@ -65,7 +65,7 @@ def test_report_regenerates_every_view(tmp_path, tiny_hf_dir, tiny_tokenizer, ti
     export_hf(model, tiny_tokenizer, tmp_path / "clm_end")
     cfg = load_config(ReportRunConfig, REPORT_YAML, [
         f"results_dir={store.root}", f"out_dir={tmp_path / 'report_run'}", "tracking.mode=offline",
-        "ablation_grids={ablation_content_types: content_types}",
+        "ablation_grids={table1_content_types: content_types}",
         "lengths.tasks=[mini_ner]", f"lengths.tokenizers={{tiny: {tiny_hf_dir}}}", f"curation_stats={stats}",
         "layer_change.enabled=true", f"layer_change.start={tiny_hf_dir}",
         f"layer_change.runs={{clm: [{tmp_path / 'clm_end'}], mlm: [{tiny_hf_dir}]}}", "layer_change.max_texts=4",
@@ -73,7 +73,7 @@ def test_report_regenerates_every_view(tmp_path, tiny_hf_dir, tiny_tokenizer, ti
     ])
     summary = generate_report(cfg)
     names = {Path(t).stem for t in summary["tables"]}
-    assert {"table1a_content_types", "table1b_quality_filters", "ablation_content_types", "table3_main",
+    assert {"table1a_content_types", "table1b_quality_filters", "table1_content_types", "table3_main",
             "table4_clm_vs_mlm", "table5_carbon", "table6_lengths", "table7_upsampling", "table8_fidelity",
             "training_mix", "drbenchmark_doctobert"} <= names, summary["skipped"]
     figs = {Path(f).name for f in summary["figures"]}
