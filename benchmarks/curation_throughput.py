@@ -1,6 +1,6 @@
 """Throughput of the non-LLM curation stages on the E3C text, and dedup cost vs corpus size.
 
-Usage: python benchmarks/curation_throughput.py [--data ../shared/data] [--docs 300]
+Usage: python benchmarks/curation_throughput.py [--data /path/to/data (default: $MCBIO_DATA)] [--docs 300]
 Prints documents/s and tokens/s (regex token estimate) per stage; the rules extractor
 stands in for the LLM so that passages exist (its time is reported separately).
 

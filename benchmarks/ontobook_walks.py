@@ -5,7 +5,7 @@ deduplication, French verbalisation and the 300-character cut (no LLM). Prints t
 load time, walks/s per walk type and overall, and the projected CPU-hours for the
 paper's volume of that ontology (CIM-10 400k, ATC 140k walks).
 
-    MCBIO_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ontobook_walks.py [--walks 5000] [--ontology atc]
+    MCBIO_DATA=/path/to/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ontobook_walks.py [--walks 5000] [--ontology atc]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Typed configuration of the biomed-fr-v2 curation pipeline (DESIGN.md, data section).
+"""Typed configuration of the biomed-fr-v2 curation pipeline (the recipe's data section).
 
 Every threshold and coefficient of the recipe is a field here with the paper's default;
 the FineWeb-2 ``fra_Latn`` values come from FineWeb-2's language configs (they are not
@@ -176,6 +176,17 @@ class UpsamplingConfig:
     bucket_upper_bounds: List[float] = field(default_factory=lambda: [0.25, 0.50, 0.75, 1.0])
     bucket_factors: List[float] = field(default_factory=lambda: [4.3, 8.5, 12.8, 21.3])
     seed: int = 0
+
+    def buckets(self) -> List[Dict[str, float]]:
+        """The buckets as the paper's Table 7 writes them: whole percents ``low``-``high`` -> ``factor``."""
+        rows = [{"low": 0.0, "high": 0.0, "factor": self.zero_factor}]
+        low = 1.0
+        for bound, factor in zip(self.bucket_upper_bounds, self.bucket_factors):
+            high = round(bound * 100) - (1 if bound >= 1.0 else 0)
+            rows.append({"low": low, "high": float(high), "factor": factor})
+            low = float(high + 1)
+        rows.append({"low": 100.0, "high": 100.0, "factor": self.full_factor})
+        return rows
 
 
 @dataclass

@@ -79,29 +79,6 @@ class LayerChangeConfig:
 
 
 @dataclass
-class UpsamplingBucket:
-    """Articles whose share of (edu >= 7 and cont >= 7) paragraphs lies in [low, high] (percent)."""
-
-    low: float = 0.0
-    high: float = 0.0
-    factor: float = 0.0
-
-
-def _default_buckets() -> List[UpsamplingBucket]:
-    return [UpsamplingBucket(0, 0, 0.0), UpsamplingBucket(1, 25, 4.3), UpsamplingBucket(26, 50, 8.5),
-            UpsamplingBucket(51, 75, 12.8), UpsamplingBucket(76, 99, 21.3), UpsamplingBucket(100, 100, 34.1)]
-
-
-@dataclass
-class MixConfig:
-    """The planned training mix (biomed-fr-v2): used when curation statistics give no token counts."""
-
-    total_tokens: int = 10_000_000_000
-    shares: Dict[str, float] = field(default_factory=lambda: {
-        "curated_articles": 0.70, "ontology_textbooks": 0.20, "emea": 0.06, "e3c": 0.04})
-
-
-@dataclass
 class ReportRunConfig(RunConfig):
     """Regenerate every table and figure under ``<results_dir>/tables`` and ``figures``."""
 
@@ -130,8 +107,6 @@ class ReportRunConfig(RunConfig):
     lengths: LengthStatsConfig = field(default_factory=LengthStatsConfig)
     # JSON written by the curation pipeline (fidelity scores, mix tokens, upsampling counts).
     curation_stats: Optional[str] = None
-    mix: MixConfig = field(default_factory=MixConfig)
-    upsampling: List[UpsamplingBucket] = field(default_factory=_default_buckets)
     layer_change: LayerChangeConfig = field(default_factory=LayerChangeConfig)
     # Only each task's paper metric (records with extra.primary); false = every metric.
     primary_only: bool = True

@@ -1,6 +1,6 @@
 """Typed configuration schemas.
 
-Every number of the recipe lives here with the paper's default (see DESIGN.md);
+Every number of the recipe lives here with the paper's default;
 experiment YAML files and dotlist overrides change them, code never hard-codes them.
 Fields whose value must be one of a fixed set carry ``metadata={"choices": ...}``;
 :func:`mcbio.config.loader.validate` checks them with the full key path.

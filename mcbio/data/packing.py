@@ -21,7 +21,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from mcbio.files import atomic_open
 
 # Decoded-token suffixes that end a sentence; a newline ends a paragraph.
 SENTENCE_ENDS = (".", "!", "?", ";", "…", ".»", ".)", '."')
@@ -184,10 +185,11 @@ class PackedSequences:
         return float((self.document_ids == 0).mean()) if self.document_ids.size else 0.0
 
     def save(self, folder: str | Path) -> None:
+        """Each array is written atomically, ``input_ids.npy`` last: a folder that has it is complete."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "input_ids.npy", self.input_ids)
-        np.save(folder / "document_ids.npy", self.document_ids)
+        for name, array in (("document_ids.npy", self.document_ids), ("input_ids.npy", self.input_ids)):
+            with atomic_open(folder / name, "wb") as handle:
+                np.save(handle, array)
 
     @classmethod
     def load(cls, folder: str | Path, mmap: bool = True) -> "PackedSequences":
@@ -225,16 +227,3 @@ def row_sample(input_ids: np.ndarray, document_ids: np.ndarray, sample_index: in
         # The sample index seeds MLM masking, so a resumed run masks exactly as before.
         "sample_index": torch.tensor(sample_index, dtype=torch.int64),
     }
-
-
-class PackedDataset(Dataset):
-    """Map-style view over packed rows (memory-mapped when loaded from disk)."""
-
-    def __init__(self, packed: PackedSequences) -> None:
-        self.packed = packed
-
-    def __len__(self) -> int:
-        return len(self.packed.input_ids)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return row_sample(self.packed.input_ids[index], self.packed.document_ids[index], index)

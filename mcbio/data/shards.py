@@ -7,8 +7,8 @@ Layout of a shard folder (what ``data.shards`` points to)::
     shard-00000/document_ids.npy (rows, seq_len) 0 = padding  } memory-mapped when read
     ...
 
-Writing streams: rows are packed as token lists arrive and each shard is written to a
-temporary folder and renamed, ``index.json`` last, so a crash never leaves a folder that
+Writing streams: rows are packed as token lists arrive and each shard's files are written
+atomically (:mod:`mcbio.files`), ``index.json`` last, so a crash never leaves a folder that
 looks complete. Ids are stored as uint16 when they fit (vocab < 65,536), halving the
 disk footprint of a 10B-token corpus.
 
@@ -20,7 +20,6 @@ permutation each pass over the data) that Composer can checkpoint and resume in 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -31,6 +30,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from mcbio.data.packing import BoundaryTokens, PackedSequences, PackingStats, iter_packed_rows, row_sample
+from mcbio.files import write_json_atomic
 
 FORMAT = "mcbio-packed-shards"
 VERSION = 1
@@ -43,12 +43,8 @@ def _id_dtype(max_value: int) -> np.dtype:
 
 def _write_shard(out_dir: Path, number: int, ids: np.ndarray, docs: np.ndarray) -> dict:
     name = f"shard-{number:05d}"
-    tmp = out_dir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    PackedSequences(ids.astype(_id_dtype(int(ids.max(initial=0)))), docs.astype(_id_dtype(int(docs.max(initial=0))))).save(tmp)
-    final = out_dir / name
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.replace(final)
+    PackedSequences(ids.astype(_id_dtype(int(ids.max(initial=0)))),
+                    docs.astype(_id_dtype(int(docs.max(initial=0))))).save(out_dir / name)
     return {"name": name, "num_sequences": int(len(ids))}
 
 
@@ -96,9 +92,7 @@ def write_packed_shards(
         raise ValueError(f"{out_dir}: no tokens to pack (every document was empty)")
     summary = stats.as_dict() | {"shards": len(shards), "seq_len": seq_len, "max_split_padding": max_split_padding}
     index = {"format": FORMAT, "version": VERSION, "seq_len": seq_len, "pad_id": pad_id, "shards": shards, "stats": summary}
-    tmp = out_dir / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
-    os.replace(tmp, out_dir / INDEX)
+    write_json_atomic(out_dir / INDEX, index, indent=1)
     return summary
 
 
@@ -228,8 +222,3 @@ class PackedStream(IterableDataset):
     def passes(self, num_batches: int) -> float:
         """How many times ``num_batches`` global batches go over the data."""
         return num_batches * self.global_batch_size / len(self.shards)
-
-
-def open_stream(folder: str | Path, global_batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> PackedStream:
-    return PackedStream(PackedShards(folder), global_batch_size, seed, rank, world_size)
-

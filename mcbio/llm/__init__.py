@@ -2,7 +2,8 @@
 
 ``build_backend(LLMConfig)`` gives a backend (vllm | transformers | rules) whose
 ``generate(prompts, json_schema, task)`` returns raw answers; ``generate_structured``
-validates them, retries the failures and sets aside what still fails.
+takes ``(prompt, parse)`` requests, validates each answer with its own prompt's ``parse``,
+retries the failures and sets aside what still fails.
 """
 
 from mcbio.llm.backends import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Generic, List, Optional, TypeVar
+from typing import Callable, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 from mcbio.llm.backends import LLMBackend
 
@@ -31,27 +31,31 @@ class StructuredResult(Generic[T]):
 
 def generate_structured(
     backend: LLMBackend,
-    prompts: List[str],
-    parse: Callable[[str], T],
+    requests: Sequence[Tuple[str, Callable[[str], T]]],
     json_schema: Optional[dict],
     max_retries: int,
     task: Optional[str] = None,
     retry_feedback: bool = True,
 ) -> List[StructuredResult[T]]:
-    """Generate, parse and retry only the failing prompts up to ``max_retries`` times.
+    """Answer each ``(prompt, parse)`` request; retry only the failing ones up to ``max_retries`` times.
 
-    ``parse`` raises ValueError for a malformed answer; such answers never raise here,
-    they come back with ``error`` set. With ``retry_feedback`` a retry prompt carries the
-    rejection reason, so greedy decoding does not just repeat the same answer.
+    Every answer is parsed by its own request's ``parse``, which raises ValueError (or
+    TypeError, KeyError) for a malformed answer; such answers never raise here, they come
+    back with ``error`` set. Results are in request order. With ``retry_feedback`` a retry
+    prompt carries the rejection reason, so greedy decoding does not just repeat the same answer.
     """
-    results: List[StructuredResult[T]] = [StructuredResult() for _ in prompts]
-    pending = list(range(len(prompts)))
+    for i, request in enumerate(requests):
+        if not (isinstance(request, (tuple, list)) and len(request) == 2 and isinstance(request[0], str)
+                and callable(request[1])):
+            raise TypeError(f"generate_structured: request {i} is not a (prompt, parse) pair: {request!r:.80}")
+    results: List[StructuredResult[T]] = [StructuredResult() for _ in requests]
+    pending = list(range(len(requests)))
     for _ in range(max_retries + 1):
         if not pending:
             break
         batch = []
         for i in pending:
-            prompt = prompts[i]
+            prompt = requests[i][0]
             if retry_feedback and results[i].error:
                 prompt += RETRY_NOTE.format(error=results[i].error)
             batch.append(prompt)
@@ -64,7 +68,7 @@ def generate_structured(
             res.attempts += 1
             res.raw.append(answer)
             try:
-                res.value = parse(answer)
+                res.value = requests[i][1](answer)
                 res.error = None
             except (ValueError, TypeError, KeyError) as err:
                 res.error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)

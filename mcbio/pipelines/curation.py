@@ -71,7 +71,7 @@ def build_stage_pipelines(cfg: CurationRunConfig, paths: CurationPaths) -> List[
         elif stage == "select":
             classifier = str(paths.classifier) if use_classifier else None
             pipe = [JsonlReader(str(paths.passages), glob_pattern="*.jsonl.gz"),
-                    *selection_steps(cfg, classifier, counter),
+                    *selection_steps(cfg, classifier, counter, str(paths.rejects)),
                     JsonlWriter(str(paths.curated), output_filename="${mix_group}/${rank}.jsonl.gz")]
             stages.append((stage, pipe, tasks))
         elif stage == "mix_pack":
@@ -157,7 +157,7 @@ def _describe_stats(summary: dict) -> str:
 
 
 def collect_stats(cfg: CurationRunConfig, paths: CurationPaths) -> dict:
-    from mcbio.data.curation.stats import stage_stats
+    from mcbio.data.curation.stats import reject_counts, stage_stats
     from mcbio.data.curation.text import TokenCounter
 
     report: dict = {"token_unit": TokenCounter(cfg.pack.tokenizer).unit, "llm_backend": cfg.llm.backend, "stages": []}
@@ -171,8 +171,7 @@ def collect_stats(cfg: CurationRunConfig, paths: CurationPaths) -> dict:
                 report["fidelity"] = {"passages": int(n), **{
                     k.split("/", 1)[1]: (v / n if n else 0.0)
                     for k, v in sorted(step["extra"].items()) if k.startswith("fidelity/")}}
-    report["rejects"] = {d.name: sum(1 for f in d.glob("*.jsonl") for _ in f.open(encoding="utf-8"))
-                         for d in sorted(paths.rejects.glob("*")) if d.is_dir()}
+    report["rejects"] = reject_counts(paths.rejects)
     for key, path in (("classifier", paths.classifier_report), ("mix", paths.root / "mix_report.json"),
                       ("pack", paths.root / "pack_report.json")):
         if path.is_file():

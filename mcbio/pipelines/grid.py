@@ -12,7 +12,6 @@ submits only missing, failed or changed work.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import logging
 import random
@@ -30,6 +29,7 @@ from mcbio.files import json_marker_matches, write_json_atomic, write_jsonl_atom
 from mcbio.jsonl import iter_jsonl
 from mcbio.pipelines.pretrain import pretraining_stages, stages_of
 from mcbio.results.records import ResultStore
+from mcbio.seeding import stable_unit
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,6 @@ def selection_source(cfg: GridCellConfig) -> str:
 # --------------------------------------------------------------------------- data selection
 
 
-def _stable_unit(seed: int, key: str) -> float:
-    """A number in [0, 1) fixed by (seed, key): the same passages drop whatever the file order."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def _annotated_rows(source: Path) -> Iterator[tuple[Path, int, dict]]:
     files = [source] if source.is_file() else sorted(source.rglob("*.jsonl"))
     if not files:
@@ -154,7 +148,7 @@ def select_passages(cfg, source: Path) -> tuple[list[dict], dict[str, int]]:
             counts["dropped_quality"] += 1
             continue
         row_id = str(row.get("id", f"{file.name}:{line_no}"))
-        if cfg.random_drop_fraction and _stable_unit(cfg.seed, row_id) < cfg.random_drop_fraction:
+        if cfg.random_drop_fraction and stable_unit(cfg.seed, row_id) < cfg.random_drop_fraction:
             counts["dropped_random"] += 1
             continue
         row.setdefault("id", row_id)

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from mcbio.config.grid import GridTableConfig
+from mcbio.config.curation import MixConfig as CurationMixConfig, UpsamplingConfig
 from mcbio.config.report import ReportRunConfig
 from mcbio.results.curation_tables import load_curation_stats, mix_table
 from mcbio.results.figures import layer_change_figure
 from mcbio.results.latex import latex_document, write_table
 from mcbio.results.records import ResultRecord, ResultStore
 from mcbio.results.tables import ablation_table, seed_values
+
+if TYPE_CHECKING:
+    from mcbio.cluster.launcher import LaunchContext
+    from mcbio.cluster.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +188,16 @@ def generate_report(cfg: ReportRunConfig) -> dict:
                               label=f"tab:{table_name}")
         emit(table_name, build)
 
+    # Every model of the store, whatever its name: a run's records show up with no other step.
+    def repository_table() -> str:
+        from mcbio.results.latex import results_table
+
+        if not records:
+            raise ValueError(f"no records in {store.records_dir}")
+        return results_table(records, caption="This repository: fine-tuning results of every recorded model "
+                             "(test sets, mean over seeds)", label="tab:repository", decimal_comma=dc)
+
+    emit("repository_results", repository_table)
     emit("table3_main", lambda: main_paper_table(
         reference, records, cfg.main.tasks, cfg.main.paper_models, cfg.main.repo_models,
         "Main comparison: F1 on the 8 French biomedical tasks (test sets)", "tab:main", dc, cfg.scale))
@@ -203,9 +218,10 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         except (ValueError, FileNotFoundError) as err:
             skipped["curation_stats"] = str(err)
     articles = (stats or {}).get("upsampling_articles", {})
+    # The curation experiment's own coefficients (one home: mcbio.config.curation).
     buckets = (stats or {}).get("upsampling") or [
-        dict(low=b.low, high=b.high, factor=b.factor, **({"articles": articles.get(float(b.factor), 0)} if articles else {}))
-        for b in cfg.upsampling
+        {**b, **({"articles": articles.get(float(b["factor"]), 0)} if articles else {})}
+        for b in UpsamplingConfig().buckets()
     ]
     emit("table7_upsampling", lambda: upsampling_paper_table(
         reference, buckets, "Quality-ratio upsampling coefficients (appendix D)", "tab:upsampling", dc))
@@ -218,7 +234,8 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         reference, _repo_fidelity(stats), examples,
         "Extraction fidelity: share of passages whose normalised characters overlap their source (appendix E)",
         "tab:fidelity", dc))
-    mix_tokens = (stats or {}).get("mix") or {k: v * cfg.mix.total_tokens for k, v in cfg.mix.shares.items()}
+    planned = CurationMixConfig()
+    mix_tokens = (stats or {}).get("mix") or {k: v * planned.total_tokens for k, v in planned.shares.items()}
     emit("training_mix", lambda: mix_table(mix_tokens, "Training mix composition", "tab:mix",
                                            planned=not (stats or {}).get("mix"), decimal_comma=dc))
     emit("drbenchmark_doctobert", lambda: drbenchmark_table(
@@ -264,7 +281,7 @@ def _log_to_wandb(cfg: ReportRunConfig, store: ResultStore, records: list[Result
         wb.log({f"tables/{name}": wandb.Html(f"<pre>{text}</pre>") for name, text in tables.items()})
 
 
-def plan_report(cfg: ReportRunConfig, ctx) -> "Plan":
+def plan_report(cfg: ReportRunConfig, ctx: "LaunchContext") -> "Plan":
     """One element: every table and figure from the store (a CPU job; locally, a subprocess)."""
     import dataclasses
 

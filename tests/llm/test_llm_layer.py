@@ -61,13 +61,83 @@ def test_generate_structured_retries_only_failures_then_sets_aside():
         "late": ['{"v": 2', 'Voilà : {"v": 2}'],
         "bad": ['{"w": 0}', "désolé", '{"v": '],
     })
-    results = generate_structured(backend, ["good", "late", "bad"], parse_value, None, max_retries=2, task="t")
+    results = generate_structured(backend, [(p, parse_value) for p in ("good", "late", "bad")], None,
+                                  max_retries=2, task="t")
     assert [r.value for r in results] == [1, 2, None]
     assert [r.attempts for r in results] == [1, 2, 3]
     assert results[2].error.startswith("truncated JSON") and len(results[2].raw) == 3
     assert [len(c) for c in backend.calls] == [3, 2, 1]
     # A retry tells the model why its previous answer was rejected.
     assert "missing key 'v'" in backend.calls[1][1]
+
+
+def expect(wanted):
+    """A parser that accepts only ``{"v": wanted}``: it fails if handed another prompt's answer."""
+
+    def parse(answer):
+        value = parse_value(answer)
+        if value != wanted:
+            raise ValueError(f"expected {wanted}, got {value}")
+        return value
+
+    return parse
+
+
+class ReorderingBackend(LLMBackend):
+    """Answers each batch in order; the answer to prompt ``k`` is right from attempt ``fix_at[k]`` on."""
+
+    name = "reordering"
+
+    def __init__(self, fix_at):
+        self.fix_at = fix_at
+        self.asked = {}
+        self.calls = []
+
+    def generate(self, prompts, json_schema=None, task=None):
+        self.calls.append(list(prompts))
+        out = []
+        for p in prompts:
+            key = p.split("\n")[0]
+            n = self.asked[key] = self.asked.get(key, 0) + 1
+            out.append('{"v": %d}' % (int(key[1:]) if n >= self.fix_at[key] else -1))
+        return out
+
+
+def test_generate_structured_parses_each_answer_with_its_own_prompts_parser():
+    """Each request's parse sees only its own answers, across retries that shrink and reorder the batch,
+    whatever the prompts look like (equal prompts, one a prefix of another)."""
+    fix_at = {"p1": 1, "p2": 3, "p3": 2, "p12": 1}
+    backend = ReorderingBackend(fix_at)
+    seen = {}
+
+    def tracking(name, wanted):
+        inner = expect(wanted)
+
+        def parse(answer):
+            seen.setdefault(name, []).append(answer)
+            return inner(answer)
+
+        return parse
+
+    requests = [("p2", tracking("a", 2)), ("p1", tracking("b", 1)), ("p3", tracking("c", 3)),
+                ("p12", tracking("d", 12))]
+    results = generate_structured(backend, requests, None, max_retries=2)
+    assert [r.value for r in results] == [2, 1, 3, 12] and all(r.ok for r in results)
+    assert [r.attempts for r in results] == [3, 1, 2, 1]
+    assert seen == {"a": ['{"v": -1}', '{"v": -1}', '{"v": 2}'], "b": ['{"v": 1}'],
+                    "c": ['{"v": -1}', '{"v": 3}'], "d": ['{"v": 12}']}
+    assert [[p.split("\n")[0] for p in c] for c in backend.calls] == [["p2", "p1", "p3", "p12"], ["p2", "p3"], ["p2"]]
+    # The same prompt twice, with different checks: each answer is judged by its own request.
+    same = generate_structured(ScriptedBackend({"q": ['{"v": 1}', '{"v": 2}', '{"v": 2}', '{"v": 1}']}),
+                               [("q", expect(2)), ("q", expect(1))], None, max_retries=1)
+    assert [r.value for r in same] == [2, 1] and [r.attempts for r in same] == [2, 2]
+
+
+def test_generate_structured_needs_prompt_parse_pairs():
+    backend = ScriptedBackend({"good": ['{"v": 1}']})
+    with pytest.raises(TypeError, match="request 0 is not a \\(prompt, parse\\) pair"):
+        generate_structured(backend, ["good"], None, max_retries=0)
+    assert backend.calls == []
 
 
 def test_rules_backend_dispatches_on_task_and_rejects_unknown_tasks():
@@ -107,5 +177,6 @@ def test_transformers_backend_garbage_answers_are_set_aside(tmp_path, tiny_token
     backend = build_backend(cfg)
     answers = backend.generate(["Bonjour", "Le patient est fébrile"])
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
-    results = generate_structured(backend, ["Réponds en JSON", "Encore"], parse_value, None, cfg.max_retries)
+    results = generate_structured(backend, [("Réponds en JSON", parse_value), ("Encore", parse_value)], None,
+                                  cfg.max_retries)
     assert all(r.value is None and r.error and r.attempts == 2 for r in results)

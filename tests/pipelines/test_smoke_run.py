@@ -53,11 +53,12 @@ def test_records_reach_the_store_under_the_run_name_and_the_table(smoke_run):
 def test_the_report_sees_the_run_with_no_other_step(smoke_run, tmp_path):
     store = store_of(smoke_run)
     proc = subprocess.run([sys.executable, "-m", "mcbio.results", "report", f"results_dir={store}",
-                           f"out_dir={tmp_path / 'tables'}", "tracking.wandb=false"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                           "tracking.wandb=false"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    written = "".join(p.read_text() for p in (tmp_path / "tables").rglob("*.tex"))
-    assert RUN.replace("_", "\\_") in written
+    table = (store / "tables" / "repository_results.tex").read_text()
+    strict = next(json.loads(l)["value"] for l in (store / "records" / f"{RUN}.jsonl").read_text().splitlines()
+                  if json.loads(l)["metric"] == "strict_f1")
+    assert RUN.replace("_", "\\_") in table and f"{100 * strict:.1f}" in table
 
 
 def test_both_phases_ran_and_wandb_is_offline(smoke_run):

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from mcbio.config.curation import SCORE_KEYS, ClassifierConfig
-from mcbio.data.curation.steps import CurationStep
+from mcbio.data.curation.steps import CurationStep, is_curated
 from mcbio.files import atomic_open
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ class ClassifierAnnotation(CurationStep):
         labeler = PassageLabeler.load(self.model_path)
         pending, batch = [], []  # order is kept: later steps group an article's passages by adjacency
         for doc in data or ():
-            if not doc.metadata.get("curate", True) or doc.metadata.get("labels") is not None:
-                self.stat_update("passthrough" if not doc.metadata.get("curate", True) else "llm_labelled")
+            if not is_curated(doc) or doc.metadata.get("labels") is not None:
+                self.stat_update("passthrough" if not is_curated(doc) else "llm_labelled")
             else:
                 self.count_in(doc)
                 batch.append(doc)

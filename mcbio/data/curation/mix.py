@@ -19,7 +19,6 @@ bounded shuffle buffer then mixes neighbours.
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -290,8 +289,3 @@ def plan_mix(
     mix = StreamingMix(open_group, tallies, shares, total_tokens, seed, renormalize_missing, buffer_size)
     plan = [payload for _, payload in mix]
     return plan, mix.report
-
-
-def repeat_epochs(scale: float) -> int:
-    """How many times the most repeated document of a group is seen (for the report)."""
-    return math.ceil(scale)

@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List
 
 from datatrove.pipeline.base import PipelineStep
 
+from mcbio.config.curation import MIX_GROUPS, SourceConfig
 from mcbio.files import write_json_atomic
 from mcbio.jsonl import iter_jsonl
 
@@ -71,9 +72,13 @@ def _curated_doc(path: Path, line_no: int, row: dict):
         raise ValueError(f"{where}: metadata 'n_tokens' / 'upsample_factor' are not numbers") from None
     if tokens < 0 or not factor >= 0:
         raise ValueError(f"{where}: negative 'n_tokens' ({tokens}) or 'upsample_factor' ({factor})")
+    # Without a group, a document is in a source's default group (the curated articles).
+    group = meta.get("mix_group", SourceConfig.group)
+    if group not in MIX_GROUPS:
+        raise ValueError(f"{where}: unknown mix_group {group!r}: choose from {', '.join(MIX_GROUPS)}")
     # The id seeds the document's copy draw; without one, its place in the curated folder does.
     key = str(row["id"]) if row.get("id") is not None else f"{path.name}:{line_no}"
-    return meta.get("mix_group", "articles"), MixDoc(key, tokens, factor, row["text"])
+    return group, MixDoc(key, tokens, factor, row["text"])
 
 
 class CuratedGroups:

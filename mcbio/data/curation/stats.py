@@ -5,7 +5,7 @@ Schema (one object):
   stages          [{stage, tasks, steps: [{step, in, kept, passthrough, dropped: {reason: n},
                    dropped_total, tokens_in, tokens_kept, tokens_dropped, extra: {metric: n}}]}]
   fidelity        {passages, ">=99%": share, ">=95%": ..., ">=50%": ...}
-  rejects         {task: set-aside LLM answers}
+  rejects         {step: documents it dropped, saved under rejects/<step>/ (LLM answers set aside included)}
   classifier      held-out quality of the distilled labeler (absent when the LLM labels all)
   mix             per-group tokens available / target / mixed and shares
   pack            packed shards: documents, sequences, tokens, padding
@@ -17,6 +17,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List
+
+from mcbio.jsonl import iter_jsonl
 
 CORE = ("in", "kept", "passthrough", "tokens_in", "tokens_kept", "tokens_dropped")
 
@@ -55,3 +57,7 @@ def stage_stats(logging_dir: Path, stage: str) -> dict:
     return {"stage": stage, "tasks": tasks, "steps": [step_table(s) for s in steps]}
 
 
+def reject_counts(rejects_dir: Path) -> Dict[str, int]:
+    """Saved rejects per step: the lines of ``rejects/<step>/*.jsonl[.gz]`` (datatrove's JsonlWriter files)."""
+    return {d.name: sum(1 for f in sorted(d.glob("*.jsonl*")) for _ in iter_jsonl(f))
+            for d in sorted(Path(rejects_dir).glob("*")) if d.is_dir()}

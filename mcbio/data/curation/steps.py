@@ -4,32 +4,52 @@ Every step counts, in datatrove's per-step stats: ``in``, ``kept``, ``dropped/<r
 ``tokens_in``, ``tokens_kept`` (and ``passthrough`` for documents of sources that are not
 curated, which every curation step forwards untouched). :mod:`mcbio.data.curation.stats`
 turns them into the report's table.
+
+The filters are datatrove ``BaseFilter``s: given an ``exclusion_writer`` (datatrove's way of
+keeping what a filter drops; :func:`rejects_writer` gives one under ``rejects/<step>/``) they
+save each dropped document with its ``filter_reason`` in the metadata. The other steps that
+drop documents (segmentation, the LLM steps, upsampling) save theirs through the same writer.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import os
-from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
+from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from mcbio.data.curation.text import TokenCounter, alpha_ratio, word_count
+from mcbio.seeding import stable_unit
+
+# Under ``rejects/<step>/``: one gzipped JSON Lines file per datatrove rank.
+REJECTS_FILENAME = "${rank}.jsonl.gz"
+
+
+def rejects_writer(rejects_dir: Optional[str], step: str) -> Optional[DiskWriter]:
+    """datatrove's JsonlWriter for the documents ``step`` drops: ``<rejects_dir>/<step>/<rank>.jsonl.gz``.
+
+    None without ``rejects_dir``: dropped documents are then only counted.
+    """
+    if not rejects_dir:
+        return None
+    from datatrove.pipeline.writers import JsonlWriter
+
+    return JsonlWriter(os.path.join(rejects_dir, step), output_filename=REJECTS_FILENAME)
 
 
 def is_curated(doc: Document) -> bool:
     return bool(doc.metadata.get("curate", True))
 
 
-class CurationStep(PipelineStep):
-    type = "🧬 CURATION"
+class _StepCounts:
+    """The counts every curation step keeps (documents and tokens in, kept, dropped)."""
 
-    def __init__(self, counter: Optional[TokenCounter] = None) -> None:
-        super().__init__()
-        self.counter = counter or TokenCounter()
+    type = "🧬 CURATION"
+    counter: TokenCounter
 
     def tokens(self, doc: Document) -> int:
         n = doc.metadata.get("n_tokens")
@@ -50,35 +70,69 @@ class CurationStep(PipelineStep):
         self.stat_update(f"dropped/{reason}")
         self.stat_update("tokens_dropped", value=self.tokens(doc), unit="doc")
 
+
+class CurationStep(_StepCounts, PipelineStep):
+    """A step that transforms, splits or drops curated documents; ``process`` is per document."""
+
+    def __init__(self, counter: Optional[TokenCounter] = None, exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__()
+        self.counter = counter or TokenCounter()
+        self.exclusion_writer = exclusion_writer
+        self._rank = 0
+
+    @contextlib.contextmanager
+    def saving_rejects(self, rank: int) -> Iterator[None]:
+        """Open the exclusion writer (if any) for the documents :meth:`drop` gets during a run."""
+        self._rank = rank
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext():
+            yield
+
+    def drop(self, doc: Document, reason: str) -> None:
+        """Count ``doc`` as dropped and save it, as datatrove's filters do, to the exclusion writer."""
+        self.count_dropped(doc, reason)
+        if self.exclusion_writer:
+            doc.metadata["filter_reason"] = reason
+            self.exclusion_writer.write(doc, self._rank)
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data or ():
-            if not is_curated(doc):
-                self.stat_update("passthrough")
-                yield doc
-                continue
-            with self.track_time():
-                self.count_in(doc)
-                out = list(self.process(doc))
-            yield from out
+        with self.saving_rejects(rank):
+            for doc in data or ():
+                if not is_curated(doc):
+                    self.stat_update("passthrough")
+                    yield doc
+                    continue
+                with self.track_time():
+                    self.count_in(doc)
+                    out = list(self.process(doc))
+                yield from out
 
     def process(self, doc: Document) -> Iterable[Document]:
         raise NotImplementedError
 
 
-class RejectsLog:
-    """Set-aside answers, one JSON line each, per (stage, rank): nothing is lost silently."""
+class CurationFilter(_StepCounts, BaseFilter):
+    """A filter of curated documents on datatrove's ``BaseFilter``: its ``exclusion_writer``
+    saves every document that :meth:`drop_reason` rejects."""
 
-    def __init__(self, folder: Optional[str], stage: str) -> None:
-        self.folder = folder
-        self.stage = stage
+    def __init__(self, counter: Optional[TokenCounter] = None, exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(exclusion_writer)
+        self.counter = counter or TokenCounter()
 
-    def write(self, rank: int, record: dict) -> None:
-        if not self.folder:
-            return
-        path = Path(self.folder) / self.stage / f"{rank:05d}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if not is_curated(doc):
+            self.stat_update("passthrough")
+            return True
+        self.count_in(doc)
+        reason = self.drop_reason(doc)
+        if reason:
+            self.count_dropped(doc, reason)
+            return False, reason
+        self.count_kept(doc)
+        return True
+
+    def drop_reason(self, doc: Document) -> Optional[str]:
+        """Why ``doc`` is dropped, or None to keep it."""
+        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -87,8 +141,9 @@ class RejectsLog:
 class Segmenter(CurationStep):
     name = "segment"
 
-    def __init__(self, target_tokens: int, counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+    def __init__(self, target_tokens: int, counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         self.target_tokens = target_tokens
 
     def process(self, doc):
@@ -96,7 +151,7 @@ class Segmenter(CurationStep):
 
         chunks = segment_text(doc.text, self.target_tokens, self.counter)
         if not chunks:
-            self.count_dropped(doc, "empty")
+            self.drop(doc, "empty")
             return
         article = doc.metadata.get("article_id", doc.id)
         for k, chunk in enumerate(chunks):
@@ -116,10 +171,10 @@ class _BatchedLLMStep(CurationStep):
 
     task = ""
 
-    def __init__(self, llm_cfg, rejects_dir: Optional[str], counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+    def __init__(self, llm_cfg, counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         self.llm_cfg = llm_cfg
-        self.rejects = RejectsLog(rejects_dir, self.task)
         self._backend = None
 
     @property
@@ -143,43 +198,45 @@ class _BatchedLLMStep(CurationStep):
         # by adjacency), so skipped ones wait in ``pending`` with the batch.
         pending: List[tuple[Document, bool]] = []
         batch: List[Document] = []
-        for doc in data or ():
-            selected = is_curated(doc) and self.wants(doc)
-            if not selected:
-                self.stat_update("passthrough" if not is_curated(doc) else "not_sampled")
-            else:
-                self.count_in(doc)
-                batch.append(doc)
-            pending.append((doc, selected))
-            if len(batch) >= self.llm_cfg.batch_size:
-                yield from self._flush(pending, batch, rank)
-                pending, batch = [], []
-        if pending:
-            yield from self._flush(pending, batch, rank)
+        with self.saving_rejects(rank):
+            for doc in data or ():
+                selected = is_curated(doc) and self.wants(doc)
+                if not selected:
+                    self.stat_update("passthrough" if not is_curated(doc) else "not_sampled")
+                else:
+                    self.count_in(doc)
+                    batch.append(doc)
+                pending.append((doc, selected))
+                if len(batch) >= self.llm_cfg.batch_size:
+                    yield from self._flush(pending, batch)
+                    pending, batch = [], []
+            if pending:
+                yield from self._flush(pending, batch)
 
-    def _flush(self, pending, batch: List[Document], rank: int):
-        answered = {id(d): out for d, out in zip(batch, self._answer(batch, rank))} if batch else {}
+    def _flush(self, pending, batch: List[Document]):
+        answered = {id(d): out for d, out in zip(batch, self._answer(batch))} if batch else {}
         for doc, selected in pending:
             if selected:
                 yield from answered[id(doc)]
             else:
                 yield doc
 
-    def _answer(self, batch: List[Document], rank: int) -> List[List[Document]]:
+    def _answer(self, batch: List[Document]) -> List[List[Document]]:
         from mcbio.llm import generate_structured
 
         with self.track_time(unit="batch"):
             results = generate_structured(
-                self.backend, [self.prompt(d) for d in batch], self.parse,
+                self.backend, [(self.prompt(d), self.parse) for d in batch],
                 self.schema if self.llm_cfg.guided_json else None, self.llm_cfg.max_retries, task=self.task,
             )
         out: List[List[Document]] = []
         for doc, res in zip(batch, results):
             self.stat_update("llm_attempts", value=res.attempts)
             if res.error is not None:
-                self.count_dropped(doc, "llm_rejected")
-                self.rejects.write(rank, {"id": doc.id, "task": self.task, "error": res.error,
-                                          "attempts": res.attempts, "raw": res.raw})
+                # Set aside with every answer it got, so that nothing is lost silently.
+                doc.metadata.update(llm_task=self.task, llm_error=res.error, llm_attempts=res.attempts,
+                                    llm_answers=res.raw)
+                self.drop(doc, "llm_rejected")
                 out.append([])
                 continue
             out.append(list(self.accept(doc, res.value)))
@@ -192,14 +249,14 @@ class LLMExtraction(_BatchedLLMStep):
     name = "llm_extract"
 
     def __init__(self, llm_cfg, max_words: int, prompt_name: str = "curation_extract",
-                 rejects_dir: Optional[str] = None, counter: Optional[TokenCounter] = None,
-                 fidelity_thresholds: Iterable[float] = (0.99, 0.95, 0.90, 0.80, 0.50)) -> None:
+                 counter: Optional[TokenCounter] = None,
+                 fidelity_thresholds: Iterable[float] = (0.99, 0.95, 0.90, 0.80, 0.50),
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
         from mcbio.data.curation.llm_tasks import EXTRACT_TASK
 
         self.fidelity_thresholds = tuple(fidelity_thresholds)
-
         self.task = EXTRACT_TASK
-        super().__init__(llm_cfg, rejects_dir, counter)
+        super().__init__(llm_cfg, counter, exclusion_writer)
         self.max_words = max_words
         self.prompt_name = prompt_name
 
@@ -223,7 +280,7 @@ class LLMExtraction(_BatchedLLMStep):
         from mcbio.data.curation.fidelity import character_overlap
 
         if not passages:
-            self.count_dropped(doc, "no_passage")
+            self.drop(doc, "no_passage")
         for k, text in enumerate(passages):
             overlap = character_overlap(text, doc.text)
             for t in self.fidelity_thresholds:
@@ -240,10 +297,8 @@ class LLMExtraction(_BatchedLLMStep):
 
 
 def in_llm_sample(doc_id: str, fraction: float, seed: int) -> bool:
-    if fraction >= 1.0:
-        return True
-    h = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64 < fraction
+    """Whether the LLM labels this passage: a draw fixed by (seed, id), whatever the task split."""
+    return fraction >= 1.0 or stable_unit(seed, doc_id) < fraction
 
 
 class LLMAnnotation(_BatchedLLMStep):
@@ -252,12 +307,12 @@ class LLMAnnotation(_BatchedLLMStep):
     name = "llm_annotate"
 
     def __init__(self, llm_cfg, sample_fraction: float = 1.0, sample_seed: int = 0,
-                 prompt_name: str = "curation_annotate", rejects_dir: Optional[str] = None,
-                 counter: Optional[TokenCounter] = None) -> None:
+                 prompt_name: str = "curation_annotate", counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
         from mcbio.data.curation.llm_tasks import ANNOTATE_TASK
 
         self.task = ANNOTATE_TASK
-        super().__init__(llm_cfg, rejects_dir, counter)
+        super().__init__(llm_cfg, counter, exclusion_writer)
         self.sample_fraction = sample_fraction
         self.sample_seed = sample_seed
         self.prompt_name = prompt_name
@@ -291,14 +346,14 @@ class LLMAnnotation(_BatchedLLMStep):
 # --------------------------------------------------------------------------- filters
 
 
-class PassageFilter(CurationStep):
+class PassageFilter(CurationFilter):
     """30-600 words and >= 60 % alphabetic characters (recipe step 3)."""
 
     name = "passage_filter"
 
     def __init__(self, min_words: int, max_words: int, min_alpha_ratio: float,
-                 counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+                 counter: Optional[TokenCounter] = None, exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         self.min_words, self.max_words, self.min_alpha_ratio = min_words, max_words, min_alpha_ratio
 
     def reason(self, text: str) -> Optional[str]:
@@ -311,23 +366,19 @@ class PassageFilter(CurationStep):
             return "low_alpha_ratio"
         return None
 
-    def process(self, doc):
-        reason = self.reason(doc.text)
-        if reason:
-            self.count_dropped(doc, reason)
-            return
-        self.count_kept(doc)
-        yield doc
+    def drop_reason(self, doc):
+        return self.reason(doc.text)
 
 
-class JaccardDedup(CurationStep):
+class JaccardDedup(CurationFilter):
     """Drops a passage whose Jaccard similarity to one of the last ``window`` kept passages
     (in this task's stream, where an article's passages are adjacent) reaches ``threshold``."""
 
     name = "jaccard_dedup"
 
-    def __init__(self, threshold: float, window: int, ngram: int = 1, counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+    def __init__(self, threshold: float, window: int, ngram: int = 1, counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         self.threshold, self.window, self.ngram = threshold, window, ngram
 
     def run(self, data, rank: int = 0, world_size: int = 1):
@@ -336,31 +387,24 @@ class JaccardDedup(CurationStep):
         self._dedup = WindowDeduplicator(self.threshold, self.window, self.ngram)
         yield from super().run(data, rank, world_size)
 
-    def process(self, doc):
+    def drop_reason(self, doc):
         dup, _ = self._dedup.is_duplicate(doc.text)
-        if dup:
-            self.count_dropped(doc, "near_duplicate")
-            return
-        self.count_kept(doc)
-        yield doc
+        return "near_duplicate" if dup else None
 
 
-class DatatroveFilter(CurationStep):
-    """Runs one of datatrove's filters (Gopher, FineWeb...) with this pipeline's accounting."""
+class DatatroveFilter(CurationFilter):
+    """Runs one of datatrove's filters (Gopher, FineWeb...) with this pipeline's accounting;
+    drop reasons are ``<filter class>:<datatrove's reason>``."""
 
-    def __init__(self, inner, counter: Optional[TokenCounter] = None) -> None:
+    def __init__(self, inner: BaseFilter, counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
         self.inner = inner
         self.name = getattr(inner, "name", type(inner).__name__)
-        super().__init__(counter)
+        super().__init__(counter, exclusion_writer)
 
-    def process(self, doc):
-        result = self.inner.filter(doc)
-        ok, reason = (result, None) if isinstance(result, bool) else (result[0], result[1] if len(result) > 1 else None)
-        if not ok:
-            self.count_dropped(doc, f"{type(self.inner).__name__}:{reason or 'rejected'}")
-            return
-        self.count_kept(doc)
-        yield doc
+    def drop_reason(self, doc):
+        ok, reason = get_filter_result(self.inner.filter(doc))
+        return None if ok else f"{type(self.inner).__name__}:{reason or 'rejected'}"
 
 
 class DatatroveFormatter(CurationStep):
@@ -381,13 +425,14 @@ class DatatroveFormatter(CurationStep):
         yield doc
 
 
-class LanguageScoreFilter(CurationStep):
+class LanguageScoreFilter(CurationFilter):
     """fastText language-ID score of the expected label >= threshold (local model file only)."""
 
     name = "language_score"
 
-    def __init__(self, model_path: str, label: str, threshold: float, counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+    def __init__(self, model_path: str, label: str, threshold: float, counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"fineweb2.language_model: fastText model not found: {model_path}")
         self.model_path, self.label, self.threshold = model_path, label, threshold
@@ -398,7 +443,7 @@ class LanguageScoreFilter(CurationStep):
         state["_model"] = None
         return state
 
-    def process(self, doc):
+    def drop_reason(self, doc):
         if self._model is None:
             import fasttext
 
@@ -406,38 +451,31 @@ class LanguageScoreFilter(CurationStep):
         labels, scores = self._model.predict(doc.text.replace("\n", " "), k=5)
         score = dict(zip(labels, scores)).get(self.label, 0.0)
         doc.metadata["language_score"] = round(float(score), 4)
-        if score < self.threshold:
-            self.count_dropped(doc, "language_score")
-            return
-        self.count_kept(doc)
-        yield doc
+        return "language_score" if score < self.threshold else None
 
 
 # --------------------------------------------------------------------------- selection
 
 
-class TypeAndLengthFilter(CurationStep):
+class TypeAndLengthFilter(CurationFilter):
     """Drops the configured content types and passages under ``min_tokens`` (recipe step 7)."""
 
     name = "type_filter"
 
-    def __init__(self, drop_types: List[str], min_tokens: int, counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+    def __init__(self, drop_types: List[str], min_tokens: int, counter: Optional[TokenCounter] = None,
+                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         self.drop_types, self.min_tokens = set(drop_types), min_tokens
 
-    def process(self, doc):
+    def drop_reason(self, doc):
         labels = doc.metadata.get("labels")
         if labels is None:
-            self.count_dropped(doc, "unlabelled")
-            return
+            return "unlabelled"
         if labels["type"] in self.drop_types:
-            self.count_dropped(doc, f"type:{labels['type']}")
-            return
+            return f"type:{labels['type']}"
         if self.tokens(doc) < self.min_tokens:
-            self.count_dropped(doc, "too_few_tokens")
-            return
-        self.count_kept(doc)
-        yield doc
+            return "too_few_tokens"
+        return None
 
 
 class QualityUpsampler(CurationStep):
@@ -450,24 +488,25 @@ class QualityUpsampler(CurationStep):
 
     name = "quality_upsample"
 
-    def __init__(self, cfg, counter: Optional[TokenCounter] = None) -> None:
-        super().__init__(counter)
+    def __init__(self, cfg, counter: Optional[TokenCounter] = None, exclusion_writer: Optional[DiskWriter] = None) -> None:
+        super().__init__(counter, exclusion_writer)
         self.cfg = cfg
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         group: List[Document] = []
-        for doc in data or ():
-            if not is_curated(doc):
-                self.stat_update("passthrough")
-                yield doc
-                continue
-            if group and doc.metadata.get("article_id") != group[0].metadata.get("article_id"):
+        with self.saving_rejects(rank):
+            for doc in data or ():
+                if not is_curated(doc):
+                    self.stat_update("passthrough")
+                    yield doc
+                    continue
+                if group and doc.metadata.get("article_id") != group[0].metadata.get("article_id"):
+                    yield from self._emit(group)
+                    group = []
+                self.count_in(doc)
+                group.append(doc)
+            if group:
                 yield from self._emit(group)
-                group = []
-            self.count_in(doc)
-            group.append(doc)
-        if group:
-            yield from self._emit(group)
 
     def _emit(self, group: List[Document]):
         from mcbio.data.curation.upsample import quality_ratio, upsampling_factor
@@ -480,7 +519,7 @@ class QualityUpsampler(CurationStep):
             doc.metadata["quality_ratio"] = round(ratio, 4)
             doc.metadata["upsample_factor"] = factor
             if factor <= 0:
-                self.count_dropped(doc, "quality_ratio_zero")
+                self.drop(doc, "quality_ratio_zero")
                 continue
             self.count_kept(doc)
             self.stat_update("tokens_effective", value=int(round(self.tokens(doc) * factor)), unit="doc")

@@ -1,12 +1,12 @@
-"""Quality-ratio upsampling per article (DESIGN.md data step 8)."""
+"""Quality-ratio upsampling per article, and integer copies of a fractional factor."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Iterable
 
 from mcbio.config.curation import UpsamplingConfig
+from mcbio.seeding import stable_unit
 
 
 def quality_ratio(labels: Iterable[dict], edu_min: int, cont_min: int) -> float:
@@ -42,11 +42,9 @@ def upsampling_factor(ratio: float, cfg: UpsamplingConfig) -> float:
 
 def copies(factor: float, key: str, seed: int) -> int:
     """Integer copies with expectation ``factor``: floor plus one more with probability frac,
-    decided by a hash of ``key`` so that reruns pick the same documents."""
+    decided by a draw fixed by ``(seed, key)`` so that reruns pick the same documents."""
     whole = math.floor(factor)
     frac = factor - whole
     if frac <= 0:
         return whole
-    h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-    u = int.from_bytes(h, "big") / 2**64
-    return whole + (1 if u < frac else 0)
+    return whole + (1 if stable_unit(seed, key) < frac else 0)

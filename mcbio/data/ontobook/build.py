@@ -26,9 +26,11 @@ from mcbio.data.ontobook.rephrase import (
     make_parser,
 )
 from mcbio.data.ontobook.verbalise import verbalise_payload, walk_payload
-from mcbio.data.ontobook.walks import Walk, WalkCounts, generate_walks, stable_seed
+from mcbio.data.ontobook.walks import Walk, WalkCounts, generate_walks
 from mcbio.files import write_json_atomic, write_jsonl_atomic
+from mcbio.jsonl import iter_jsonl
 from mcbio.llm import generate_structured, load_prompt
+from mcbio.seeding import stable_int
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,6 @@ STATS_DIR = "stats"
 
 
 # --------------------------------------------------------------------------- files
-
-
 
 
 def shard_paths(out_dir: Path, ontology: str, index: int) -> Tuple[Path, Path]:
@@ -87,7 +87,7 @@ def shard_walks(
     for name, wt in onto_cfg.walk_types.items():
         if quotas[name] == 0:
             continue
-        rng = random.Random(stable_seed(walk_cfg.seed, graph.name, shard_index, name))
+        rng = random.Random(stable_int(walk_cfg.seed, f"{graph.name}:{shard_index}:{name}"))
         wc = WalkCounts()
         payloads: Dict[str, dict] = {}
 
@@ -137,9 +137,11 @@ def rephrase_walks(
     bar = tqdm(total=len(items), desc=f"{graph.name} rephrase", unit="walk", disable=not progress)
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        prompts = [build_prompt(payload, template) for _, payload, _ in part]
-        parsers = [make_parser(payload, graph.code_regex, rephrase_cfg.verify_relations) for _, payload, _ in part]
-        results = _generate_each(backend, prompts, parsers, schema, rephrase_cfg.llm.max_retries)
+        # Each walk's answer is checked against that walk: its prompt carries its own verifier.
+        requests = [(build_prompt(payload, template),
+                     make_parser(payload, graph.code_regex, rephrase_cfg.verify_relations))
+                    for _, payload, _ in part]
+        results = generate_structured(backend, requests, schema, rephrase_cfg.llm.max_retries, task=TASK)
         for (walk, payload, _), res in zip(part, results):
             attempts += res.attempts
             if not res.ok:
@@ -158,46 +160,6 @@ def rephrase_walks(
         bar.update(len(part))
     bar.close()
     return ShardResult(docs, failures, attempts)
-
-
-class _OriginTracker:
-    """Wraps a backend to remember which original prompt each answer of a batch belongs to.
-
-    ``generate_structured`` takes one ``parse`` for all prompts, but each walk needs its own
-    verifier. It parses the answers of each ``generate`` call in batch order, so the parser
-    picks the verifier of the next answer's prompt; a retry prompt is the original prompt
-    plus a rejection note, so the original is found as the longest known prefix.
-    """
-
-    def __init__(self, backend, prompts: List[str]) -> None:
-        self.backend = backend
-        self.name = backend.name
-        self.index = {p: i for i, p in enumerate(prompts)}
-        self.lengths = sorted({len(p) for p in prompts}, reverse=True)
-        self.queue: List[int] = []
-        self.pos = 0
-
-    def origin(self, prompt: str) -> int:
-        for n in self.lengths:
-            if n <= len(prompt) and prompt[:n] in self.index:
-                return self.index[prompt[:n]]
-        raise KeyError("an answer came back for a prompt this shard never sent")
-
-    def generate(self, batch, json_schema=None, task=None):
-        self.queue = [self.origin(p) for p in batch]
-        self.pos = 0
-        return self.backend.generate(batch, json_schema=json_schema, task=task)
-
-    def next_origin(self) -> int:
-        i = self.queue[self.pos]
-        self.pos += 1
-        return i
-
-
-def _generate_each(backend, prompts, parsers, schema, max_retries):
-    tracker = _OriginTracker(backend, prompts)
-    return generate_structured(tracker, prompts, lambda raw: parsers[tracker.next_origin()](raw),
-                               schema, max_retries, task=TASK)
 
 
 # --------------------------------------------------------------------------- shard + merge
@@ -296,20 +258,15 @@ def merge_shards(out_dir: Path, plan: Dict[str, int], tokenizer: Optional[str] =
                 for wt, c in st["walk_types"].items():
                     agg = s["walk_types"].setdefault(wt, Counter())
                     agg.update(c)
-                with docs_path.open(encoding="utf-8") as handle:
-                    for line_no, line in enumerate(handle, start=1):
-                        try:
-                            doc = json.loads(line)
-                        except json.JSONDecodeError as err:
-                            raise ValueError(f"{docs_path}:{line_no}: invalid JSON ({err.msg})") from None
-                        if doc["id"] in seen:
-                            s["duplicates_across_shards"] += 1
-                            continue
-                        seen.add(doc["id"])
-                        s["kept"] += 1
-                        s["tokens"] += count_tokens(doc["text"])
-                        s["characters"] += len(doc["text"])
-                        yield doc
+                for _, doc in iter_jsonl(docs_path):
+                    if doc["id"] in seen:
+                        s["duplicates_across_shards"] += 1
+                        continue
+                    seen.add(doc["id"])
+                    s["kept"] += 1
+                    s["tokens"] += count_tokens(doc["text"])
+                    s["characters"] += len(doc["text"])
+                    yield doc
 
     n_docs = write_jsonl_atomic(out_dir / DOCUMENTS, rows())
     summary = {"documents": n_docs, "path": str(out_dir / DOCUMENTS), "token_counter": method, "ontologies": {}}

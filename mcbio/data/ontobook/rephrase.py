@@ -164,7 +164,8 @@ def verify_answer(answer: RephraseAnswer, payload: dict, code_regex: re.Pattern,
 
 
 def make_parser(payload: dict, code_regex: re.Pattern, check_relations: bool = True):
-    """``parse`` for ``generate_structured``: a malformed or unfaithful answer raises ValueError."""
+    """The ``parse`` of this walk's ``(prompt, parse)`` request to ``generate_structured``: an answer
+    that is malformed or unfaithful to ``payload`` raises ValueError."""
 
     def parse(raw: str) -> RephraseAnswer:
         answer = parse_answer(raw)

@@ -39,11 +39,6 @@ class Walk:
         return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:20]
 
 
-def stable_seed(*parts: object) -> int:
-    """A seed from values, identical across processes and Python versions (unlike hash())."""
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
 def roulette(weights: Mapping[str, float], rng: random.Random) -> str:
     """Draw a key with probability proportional to its weight (weights > 0, at least one)."""
     keys = [k for k, w in weights.items() if w > 0]

@@ -45,6 +45,11 @@ def check_outputs(out_dir: Path, summary: dict) -> dict:
         s = steps[name]
         assert s["in"] > 0 and s["in"] == s["kept"] + s["dropped_total"], name
     assert steps["type_filter"]["dropped"].get("type:drug_information", 0) > 0  # the leaflets
+    # What each step dropped is saved under rejects/<step>/ by datatrove's exclusion writers.
+    for name in ("segment", "llm_extract", "passage_filter", "jaccard_dedup", "llm_annotate", "type_filter",
+                 "quality_upsample"):
+        assert stats["rejects"].get(name, 0) == steps[name]["dropped_total"], name
+    assert stats["rejects"]["type_filter"] > 0
     assert stats["fidelity"]["passages"] > 0 and stats["fidelity"][">=50%"] == 1.0
     assert stats["token_unit"] == "tokens:regex_estimate"
     shards = PackedShards(summary["shards"])

@@ -139,7 +139,7 @@ WORDS = ("patient", "traitement", "diagnostic", "biopsie", "examen", "symptôme"
          "la", "le", "de", "et", "un", "une", "les", "des")
 
 
-def write_curated(folder: Path, bad_line: bool = False) -> None:
+def write_curated(folder: Path, bad_line: bool = False, rename: dict | None = None) -> None:
     rng = np.random.default_rng(0)
     counts = {"articles": 120, "ontobook": 60, "emea": 30, "e3c": 20}
     for group, n in counts.items():
@@ -150,7 +150,8 @@ def write_curated(folder: Path, bad_line: bool = False) -> None:
                     k = int(rng.integers(20, 60))
                     text = " ".join(rng.choice(WORDS, k)) + "."
                     factor = (4.3, 8.5, 34.1)[i % 3] if group == "articles" else 1.0
-                    meta = {"mix_group": group, "n_tokens": k + 1, "upsample_factor": factor}
+                    meta = {"mix_group": (rename or {}).get(group, group), "n_tokens": k + 1,
+                            "upsample_factor": factor}
                     out.write(json.dumps({"text": text, "id": f"{group}/{i}", "metadata": meta}) + "\n")
                 if bad_line and group == "emea" and part == 1:
                     out.write('{"text": "tronqué", "metadata": \n')
@@ -187,4 +188,11 @@ def test_mix_pack_stage_streams_into_shards(tmp_path):
 def test_mix_pack_stage_names_the_bad_line(tmp_path):
     write_curated(tmp_path / "curated", bad_line=True)
     with pytest.raises(ValueError, match=r"emea/00001\.jsonl\.gz:\d+: invalid JSON"):
+        run_stage(tmp_path / "curated", tmp_path / "run")
+
+
+def test_mix_pack_stage_refuses_a_group_name_the_config_does_not_know(tmp_path):
+    """One name per group (mcbio.config.curation.MIX_GROUPS): another spelling is not silently left out."""
+    write_curated(tmp_path / "curated", rename={"articles": "curated_articles"})
+    with pytest.raises(ValueError, match=r"articles/00000\.jsonl\.gz:1: unknown mix_group 'curated_articles'"):
         run_stage(tmp_path / "curated", tmp_path / "run")

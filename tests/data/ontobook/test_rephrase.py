@@ -179,6 +179,27 @@ def test_rephrase_retries_then_drops_and_counts(cim10_graph):
     assert dict(result.failures) == {"missing_code": 1} and result.attempts == 5
 
 
+class SwappingBackend(LLMBackend):
+    """Answers each batch with faithful rephrasings of the same walks, in reversed order."""
+
+    name = "swapping"
+
+    def generate(self, prompts, json_schema=None, task=None):
+        return [rules_responder(p) for p in reversed(prompts)]
+
+
+def test_each_answer_is_checked_against_its_own_walk(cim10_graph):
+    items = _items(cim10_graph, ["A17", "E11"])
+    cfg = RephraseConfig(llm=LLMConfig(backend="rules", max_retries=1), chunk_size=2)
+    # Each answer keeps another walk of the batch: faithful to that walk, unfaithful to its own.
+    result = rephrase_walks(items, cim10_graph, SwappingBackend(), cfg, progress=False)
+    assert result.documents == [] and dict(result.failures) == {"missing_code": 2} and result.attempts == 4
+    # One walk per batch: every answer is its own walk's, and kept.
+    one = RephraseConfig(llm=LLMConfig(backend="rules", max_retries=1), chunk_size=1)
+    result = rephrase_walks(items, cim10_graph, SwappingBackend(), one, progress=False)
+    assert [d["id"] for d in result.documents] == [f"ontobook-cim10-{w.key}" for w, _, _ in items]
+
+
 def test_rules_backend_end_to_end_documents(cim10_graph):
     items = _items(cim10_graph, ["A17", "E11"])
     cfg = RephraseConfig(llm=LLMConfig(backend="rules"))
