@@ -6,10 +6,14 @@ per device and the padding fraction of each loader, for the MLM and CLM objectiv
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py
 
 GPU (``--gpu``): ModernCamemBERT Base at 8192 tokens with FlashAttention-2, bf16 autocast,
-DecoupledAdamW; prints tokens/s/GPU and model FLOPs utilisation (formula printed).
+DecoupledAdamW; prints tokens/s/GPU and model FLOPs utilisation (formula printed). The FLOPs
+count the attention that runs: document-masked keys, and local layers' reach from
+``--causal-local-window`` (the model's ``causal_local_window``; the paper's is ``half``).
 Paper anchor: 11B tokens in 4 h on 4 H100 = ~190k tokens/s/GPU for Base.
 
-    python benchmarks/train_throughput.py --gpu [--shards PATH] [--microbatch 8] [--objective clm]
+    python benchmarks/train_throughput.py --gpu [--shards PATH] [--microbatch 8] [--objective clm] [--attn flex_attention]
+
+``benchmarks/gpu_check.py`` runs this benchmark for every backend as part of a one-shot check.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from mcbio.model.build import build_masked_lm
 from mcbio.train.composer_model import EncoderPretrainingModel
 from mcbio.train.optim import build_optimizer
 from mcbio.train.phases import PlannedPhase
+from mcbio.train.precision import autocast
 
 # bf16 dense peak of one H100 SXM (989.4 TFLOP/s); override with --peak-tflops for other GPUs.
 H100_BF16_PEAK_TFLOPS = 989.4
@@ -60,13 +65,15 @@ class InMemoryShards(PackedShards):
 
 
 def make_model(cfg: ModelConfig, tokenizer, objective: str, rate: float, device: str) -> EncoderPretrainingModel:
-    model = EncoderPretrainingModel(build_masked_lm(cfg, tokenizer, seed=17), tokenizer, data_seed=42).to(device)
+    model = EncoderPretrainingModel(build_masked_lm(cfg, tokenizer, seed=17), tokenizer, data_seed=42,
+                                    causal_local_window=cfg.causal_local_window,
+                                    document_masking=cfg.document_masking).to(device)
     model.set_phase(PlannedPhase(0, objective, PhaseConfig(objective=objective, mlm_probability=rate), 0, 1, 0))
     return model.train()
 
 
 def timed_steps(model, stream: PackedStream, steps: int, warmup: int, device: str, microbatch: int, bf16: bool) -> dict:
-    opt = build_optimizer(model, OptimizerConfig())
+    opt = build_optimizer(model, OptimizerConfig(), lr=2e-4)
     it = iter(torch.utils.data.DataLoader(stream, batch_size=stream.per_rank))
     real = padded = 0
     elapsed = 0.0
@@ -77,7 +84,7 @@ def timed_steps(model, stream: PackedStream, steps: int, warmup: int, device: st
         t0 = time.perf_counter()
         for start in range(0, batch["input_ids"].shape[0], microbatch):  # gradient accumulation
             micro = {k: v[start : start + microbatch] for k, v in batch.items()}
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            with autocast("amp_bf16" if bf16 else "fp32", device):  # as Composer's amp_bf16
                 loss = model.loss(model(micro), micro)
             loss.backward()
         opt.step()
@@ -91,22 +98,40 @@ def timed_steps(model, stream: PackedStream, steps: int, warmup: int, device: st
     return {"tokens_per_s": real / elapsed, "padding_fraction": 1 - real / padded, "s_per_step": elapsed / steps}
 
 
-def train_flops_per_token(model, doc_lengths: np.ndarray, causal: bool, local_window: int) -> tuple[float, str]:
+def attended_keys_per_token(doc_lengths: np.ndarray, causal: bool, reach: int | None) -> float:
+    """Mean number of keys a query attends to, over the tokens of documents of these lengths.
+
+    Document-masked; ``reach``: how far a local layer looks on each side it looks at (None =
+    global); causal: only keys behind (and the query itself), else both sides. Exact counts,
+    documents shorter than the window included.
+    """
+    n = doc_lengths.astype(np.float64)
+    if reach is None:
+        pairs = n * (n + 1) / 2 if causal else n * n
+    else:
+        m = np.minimum(reach, n - 1)  # distances 1..m exist inside a document of n tokens
+        one_side = m * n - m * (m + 1) / 2  # pairs at distance 1..m
+        pairs = n + (1 if causal else 2) * one_side
+    return float(pairs.sum() / n.sum())
+
+
+def local_reach(model: EncoderPretrainingModel, causal: bool) -> int:
+    """Tokens a local layer sees on one side, as the model runs: the switch's causal window, or w/2 each side."""
+    if causal:
+        return model.switch.causal_left_window()
+    return model.model.config.local_attention // 2
+
+
+def train_flops_per_token(model: EncoderPretrainingModel, doc_lengths: np.ndarray, causal: bool) -> tuple[float, str]:
     """6 x (non-embedding parameters + LM head) + attention, averaged over the tokens of the batch."""
     hf = model.model
     cfg = hf.config
     d, vocab = cfg.hidden_size, cfg.vocab_size
     emb = hf.model.embeddings.tok_embeddings.weight.numel()
     n_params = sum(p.numel() for p in hf.parameters()) - emb  # the decoder is tied to the embedding
-    lengths = doc_lengths.astype(np.float64)
-    tokens = lengths.sum()
-    reach = local_window // 2 if causal else local_window  # keys seen by a local layer (one side or both)
-    if causal:
-        global_keys = float(((lengths * (lengths + 1) / 2)).sum() / tokens)
-        local_keys = float(np.minimum(lengths, reach + 1).mean())
-    else:
-        global_keys = float((lengths**2).sum() / tokens)
-        local_keys = float(np.minimum(lengths, reach + 1).mean())
+    reach = local_reach(model, causal)
+    global_keys = attended_keys_per_token(doc_lengths, causal, None)
+    local_keys = attended_keys_per_token(doc_lengths, causal, reach)
     n_global = sum(layer.attn.local_attention == (-1, -1) for layer in hf.model.layers)
     n_local = cfg.num_hidden_layers - n_global
     attention = 12 * d * (n_global * global_keys + n_local * local_keys)
@@ -114,7 +139,8 @@ def train_flops_per_token(model, doc_lengths: np.ndarray, causal: bool, local_wi
     formula = (
         f"FLOPs/token = 6*N + 6*d*V + 12*d*(L_global*k_global + L_local*k_local)\n"
         f"  N={n_params:,} non-embedding params, d={d}, V={vocab}, L_global={n_global}, L_local={n_local},\n"
-        f"  k_global={global_keys:.1f} keys/query (document-masked{', causal' if causal else ''}), k_local={local_keys:.1f}\n"
+        f"  k_global={global_keys:.1f} keys/query (document-masked{', causal' if causal else ''}), "
+        f"k_local={local_keys:.1f} ({'causal, ' + str(reach) + ' back' if causal else str(reach) + ' each side'})\n"
         f"  = {flops / 1e9:.3f} GFLOPs/token; MFU = tokens/s/GPU x FLOPs/token / peak"
     )
     return flops, formula
@@ -149,7 +175,9 @@ def gpu_benchmark(args) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device visible")
     seq = 8192
-    cfg = ModelConfig(attn_implementation=args.attn)  # the schema's defaults are ModernCamemBERT Base
+    # The schema's defaults are ModernCamemBERT Base.
+    cfg = ModelConfig(attn_implementation=args.attn, flash_attention_kernel=args.flash_attention_kernel,
+                      causal_local_window=args.causal_local_window)
     tokenizer = train_bpe_tokenizer((d.text for d in iter_documents()), vocab_size=1024)
     if args.shards:
         shards: PackedShards = PackedShards(args.shards)
@@ -162,7 +190,7 @@ def gpu_benchmark(args) -> None:
     stream = PackedStream(shards, args.batch, seed=42)
     r = timed_steps(model, stream, args.steps, args.warmup, "cuda", args.microbatch, bf16=True)
     sample = np.concatenate([np.bincount(shards.row(stream.row_at(p))[1])[1:] for p in range(64)])
-    flops, formula = train_flops_per_token(model, sample[sample > 0], args.objective == "clm", cfg.local_attention)
+    flops, formula = train_flops_per_token(model, sample[sample > 0], args.objective == "clm")
     mfu = r["tokens_per_s"] * flops / (args.peak_tflops * 1e12)
     print(f"{torch.cuda.get_device_name()}: Base (22 layers, 768), {seq} tokens, {args.attn}, bf16, {args.objective}")
     print(f"batch {args.batch} x {seq} per step, micro-batch {args.microbatch}; {args.steps} timed steps after {args.warmup} warmup")
@@ -183,7 +211,10 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=None, help="CPU: cap on sample-corpus documents")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--objective", choices=("mlm", "clm"), default="clm")
-    parser.add_argument("--attn", default="flash_attention_2")
+    parser.add_argument("--attn", default="flash_attention_2", help="model.attn_implementation")
+    parser.add_argument("--flash-attention-kernel", default="flash_attn", choices=("flash_attn", "reference"))
+    parser.add_argument("--causal-local-window", default=ModelConfig.causal_local_window, choices=("half", "full"),
+                        help="model.causal_local_window: the CLM local layers' reach (default: the paper's)")
     parser.add_argument("--shards", default=None, help="GPU: a packed shard folder instead of synthetic documents")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     args = parser.parse_args()

@@ -196,10 +196,16 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(to_container(cfg)))
 
 
+def stable_hash(data: Any, length: int = 12) -> str:
+    """Hex digest of ``data`` (dataclasses, dicts, lists) that is the same in every process and run."""
+    blob = json.dumps(to_container(data) if dataclasses.is_dataclass(data) else data, sort_keys=True,
+                      default=lambda o: to_container(o) if dataclasses.is_dataclass(o) else str(o)).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
 def config_hash(cfg: Any, length: int = 12) -> str:
     """Stable hash of what a run computes (placement, tracking and output keys excluded)."""
     data = to_container(cfg)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in NON_SEMANTIC_KEYS}
-    blob = json.dumps(data, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
+    return stable_hash(data, length)

@@ -181,7 +181,9 @@ class PhaseConfig:
     mlm_probability: float = 0.15
     tokens: int = 1_000_000_000
     schedule: str = choice("constant", "constant", "one_minus_sqrt", "linear")
-    # Peak LR of the phase; the schedule restarts at each phase, the optimizer state does not.
+    # Peak LR of the phase (the only LR key: batch b trains at the schedule's value for b) and
+    # the reference of decoupled weight decay; the schedule restarts at each phase, the
+    # optimizer state does not.
     lr: float = 2.0e-4
     # LR reached at the end of a decaying schedule.
     final_lr: float = 2.0e-5

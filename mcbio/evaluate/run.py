@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import torch
 
+from mcbio.config.loader import stable_hash
 from mcbio.config.schema import FinetuneConfig
+from mcbio.files import write_json_atomic
 from mcbio.evaluate.caps import applied_caps
 from mcbio.evaluate.degenerate import degenerate_reason
 from mcbio.evaluate.heads import INIT_MODES
@@ -68,7 +68,7 @@ def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: F
     """Best grid point on the validation split; cached so that array elements share one search."""
     grid = _grid(cfg)
     ident = [model_path, dataclasses.asdict(task), dataclasses.asdict(cfg)] + ([init] if init != "pretrained" else [])
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    key = stable_hash(ident)
     cache = cache_dir / f"{task.name}-{key}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
@@ -81,10 +81,7 @@ def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: F
     best = max(trials, key=lambda t: t["dev_score"])
     found = {"best": best["params"], "trials": trials}
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(found, indent=1))
-        tmp.replace(cache)
+        write_json_atomic(cache, found, indent=1)
     return found
 
 

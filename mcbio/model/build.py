@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForMaskedLM, ModernBertConfig, ModernBertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from mcbio.config.schema import ModelConfig
+from mcbio.model.backends import check_attention_backend, load_implementation, use_attention_backend
 
 
 def modernbert_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> ModernBertConfig:
@@ -35,23 +36,29 @@ def modernbert_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> M
 
 
 def build_masked_lm(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
-    """``model.init_from`` (local path, never downloaded) or a random ModernBERT seeded by ``seed``."""
+    """``model.init_from`` (local path, never downloaded) or a random ModernBERT seeded by ``seed``.
+
+    The attention backend (``model.attn_implementation``) is checked before any weight is read.
+    """
+    check_attention_backend(cfg.attn_implementation, cfg.flash_attention_kernel)
     if cfg.init_from:
         path = Path(cfg.init_from)
         if not path.exists():
             raise FileNotFoundError(f"model.init_from: no checkpoint at {path}")
         model = AutoModelForMaskedLM.from_pretrained(
-            str(path), local_files_only=True, attn_implementation=cfg.attn_implementation
+            str(path), local_files_only=True, attn_implementation=load_implementation(cfg.attn_implementation)
         )
         if len(tokenizer) > model.config.vocab_size:
             raise ValueError(f"tokenizer has {len(tokenizer)} tokens but {path} has vocab_size {model.config.vocab_size}")
         if hasattr(model.config, "reference_compile"):
             model.config.reference_compile = False
-        return model
-    torch.manual_seed(seed)
-    config = modernbert_config(cfg, tokenizer)
-    config._attn_implementation = cfg.attn_implementation
-    return ModernBertForMaskedLM(config)
+    else:
+        torch.manual_seed(seed)
+        config = modernbert_config(cfg, tokenizer)
+        config._attn_implementation = load_implementation(cfg.attn_implementation)
+        model = ModernBertForMaskedLM(config)
+    use_attention_backend(model, cfg.attn_implementation, cfg.flash_attention_kernel)
+    return model
 
 
 def is_modernbert(model: PreTrainedModel) -> bool:

@@ -11,7 +11,6 @@ never run twice by either path.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -23,7 +22,7 @@ from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_
 from mcbio.cluster.plan import Element, Plan, Stage
 from mcbio.config.checks import Problems, check_model_dir
 from mcbio.config.evaluation import EvalElementConfig, EvaluateRunConfig
-from mcbio.config.loader import ConfigError
+from mcbio.config.loader import ConfigError, stable_hash
 from mcbio.config.schema import EvalSuiteConfig, FinetuneConfig, RunConfig
 from mcbio.evaluate.tasks import BUILTIN_TASKS, TaskSpec, get_task, load_task_file, task_from_dict
 from mcbio.results.records import ResultRecord, ResultStore, git_commit
@@ -66,9 +65,7 @@ def finetune_for(suite: EvalSuiteConfig, task: str) -> FinetuneConfig:
 
 def settings_hash(task: TaskSpec, ft: FinetuneConfig, init: str) -> str:
     """What an element computes, model and seed apart: the same across seeds and launches."""
-    blob = json.dumps({"task": dataclasses.asdict(task), "finetune": dataclasses.asdict(ft), "init": init},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_hash({"task": dataclasses.asdict(task), "finetune": dataclasses.asdict(ft), "init": init})
 
 
 def known_metrics(task_type: str) -> set[str]:

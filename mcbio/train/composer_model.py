@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from composer.models import ComposerModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mcbio.model.attention import AttentionSwitch, document_position_ids, encoder_inputs
+from mcbio.model.attention import AttentionSwitch, document_position_ids, encoder_inputs, segment_ids
 from mcbio.model.build import is_modernbert
 from mcbio.model.freezing import parse_layer_ranges, set_frozen_layers
 from mcbio.model.objectives import IGNORE_INDEX, clm_labels, mlm_mask, sample_generators
@@ -59,23 +59,22 @@ class EncoderPretrainingModel(ComposerModel):
     # ------------------------------------------------------------------ forward
     def _encode(self, input_ids: torch.Tensor, document_ids: torch.Tensor) -> torch.Tensor:
         if self.switch is not None:
-            kwargs = encoder_inputs(input_ids, document_ids, self.model.config._attn_implementation)
+            kwargs = encoder_inputs(input_ids, document_ids, self.model.config._attn_implementation, self.document_masking)
         else:
             kwargs = self._generic_inputs(input_ids, document_ids)
         return self.model(**kwargs).logits
 
     def _generic_inputs(self, input_ids: torch.Tensor, document_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Other encoders (RoBERTa/CamemBERT, MLM-only): a 3D (batch, query, key) mask keeps packed
-        documents apart, and RoBERTa-style positions restart per document after ``padding_idx``."""
+        documents apart, and RoBERTa-style positions restart per document after ``padding_idx``
+        (per row without document masking, as on the ModernBERT backends)."""
         keys = document_ids != 0
-        if self.document_masking:
-            mask = (document_ids[:, :, None] == document_ids[:, None, :]) & keys[:, None, :]
-        else:
-            mask = keys[:, None, :].expand(-1, document_ids.shape[1], -1)
+        segments = segment_ids(document_ids, self.document_masking)
+        mask = (segments[:, :, None] == segments[:, None, :]) & keys[:, None, :]
         kwargs = {"input_ids": input_ids, "attention_mask": mask.long()}
         pad = getattr(self.model.config, "pad_token_id", None)
         if self.model.config.model_type in ("roberta", "camembert", "xlm-roberta") and pad is not None:
-            kwargs["position_ids"] = torch.where(keys, document_position_ids(document_ids) + pad + 1, pad)
+            kwargs["position_ids"] = torch.where(keys, document_position_ids(segments) + pad + 1, pad)
         return kwargs
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

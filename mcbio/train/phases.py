@@ -4,6 +4,12 @@ One Composer ``fit`` covers all phases. The phase of a batch is a function of th
 batch counter alone, so a resumed run lands in the right phase with the right LR.
 At a phase boundary the objective, attention mode and frozen layers switch; the
 optimizer (and its state) is the same object throughout; only the LR schedule restarts.
+
+The LR is the phase's own (``train.phases.<name>.lr``, the only LR key) and is written
+into the optimizer at the start of each batch (:class:`BatchLR`) from that batch's index.
+Not through a Composer scheduler: Composer steps schedulers after a batch and before the
+batch counter advances, so a scheduler evaluated on the counter sets batch b's LR to
+lr(b - 1) (the first warmup value twice; the last decay batch one step short of final_lr).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from composer.core import Callback, Event, State
 from composer.loggers import Logger
 
 from mcbio.config.schema import PhaseConfig
+from mcbio.train.optim import apply_lr
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +75,37 @@ def phase_lr(phase: PlannedPhase, step: int) -> float:
 
 
 class PhasedLRSchedule:
-    """Composer scheduler: returns the multiplier of the optimizer's base LR for the current batch."""
+    """The LR of every batch of the run: the schedule of the batch's phase."""
 
-    def __init__(self, plan: list[PlannedPhase], base_lr: float) -> None:
+    def __init__(self, plan: list[PlannedPhase]) -> None:
         self.plan = plan
-        self.base_lr = base_lr
 
     def lr_at(self, batch: int) -> float:
         phase = phase_at(self.plan, batch)
         return phase_lr(phase, batch - phase.start_batch)
 
-    def __call__(self, state: State, ssr: float = 1.0) -> float:
-        return self.lr_at(int(state.timestamp.batch)) / self.base_lr
+
+class BatchLR(Callback):
+    """Sets the optimizer's LR to the schedule's value for the batch about to be trained.
+
+    At ``BATCH_START`` the timestamp is that batch's index (0-based), and nothing moves the LR
+    before its optimizer step. Decoupled weight decay is scaled by lr / the phase's LR (see
+    :func:`mcbio.train.optim.apply_lr`).
+    """
+
+    def __init__(self, plan: list[PlannedPhase]) -> None:
+        self.schedule = PhasedLRSchedule(plan)
+
+    def run_event(self, event: Event, state: State, logger: Logger) -> None:
+        if event not in (Event.FIT_START, Event.BATCH_START):
+            return
+        batch = int(state.timestamp.batch)
+        phase = phase_at(self.schedule.plan, batch)
+        lr = self.schedule.lr_at(batch)
+        for optimizer in state.optimizers:
+            apply_lr(optimizer, lr, phase.config.lr)
+        if event == Event.BATCH_START:
+            logger.log_metrics({"train/lr": lr})
 
 
 class PhaseSwitch(Callback):

@@ -90,3 +90,52 @@ def test_the_comparison_would_see_a_wrong_window(tiny_tokenizer):
     masked, _, _ = run_backend(tiny_tokenizer, BACKENDS["flash_attention_2"], "clm", "half", True)
     unmasked, _, _ = run_backend(tiny_tokenizer, BACKENDS["flash_attention_2"], "clm", "half", False)
     assert (masked - unmasked)[DOCS != 0].abs().max() > 20 * OUT_TOL
+
+
+def test_flex_backend_runs_flex_attention_with_block_masks(tiny_tokenizer, monkeypatch):
+    """The FlexAttention comparison compares FlexAttention: one flex call per layer, SDPA never called."""
+    if reason := flex_available():
+        pytest.skip(reason)
+    import mcbio.model.flex as flex
+
+    calls = []
+    real = flex._kernel
+
+    def counting(device):
+        kernel = real(device)
+
+        def call(q, k, v, block_mask):
+            calls.append((type(block_mask).__name__, tuple(q.shape)))
+            return kernel(q, k, v, block_mask=block_mask)
+        return call
+
+    def no_sdpa(*args, **kwargs):
+        raise AssertionError("SDPA called on the flex_attention backend")
+
+    monkeypatch.setattr(flex, "_kernel", counting)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", no_sdpa)
+    run_backend(tiny_tokenizer, BACKENDS["flex_attention"], "clm", "half", True)
+    assert calls == [("BlockMask", (2, 2, SEQ, 16))] * 3  # 3 layers, (batch, heads, seq, head_dim)
+
+
+@pytest.mark.slow
+def test_compiled_block_masks_of_a_cuda_run_match_sdpa(tiny_tokenizer, monkeypatch):
+    """On CUDA the block masks are built by torch.compile(create_block_mask), one graph for every
+    mode and window; here that compiled construction runs on CPU (the kernel stays eager)."""
+    if reason := flex_available():
+        pytest.skip(reason)
+    import mcbio.model.flex as flex
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setitem(flex.COMPILE_DEVICES, "block_mask", ("cuda", "cpu"))
+    monkeypatch.setattr(flex, "_COMPILED", {})
+    graphs = counters["stats"]["unique_graphs"]
+    try:
+        for objective, window in (("clm", "half"), ("clm", "full"), ("mlm", "half")):
+            out_diff, grad_diff = max_differences(tiny_tokenizer, "flex_attention", objective, window, True)
+            assert out_diff <= OUT_TOL and grad_diff <= GRAD_TOL, (objective, window, out_diff, grad_diff)
+    except Exception as err:  # no C++ toolchain for inductor: say so rather than pass
+        if "compiler" in str(err).lower() or "InductorError" in type(err).__name__:
+            pytest.skip(f"torch.compile cannot run on this CPU: {err}")
+        raise
+    assert counters["stats"]["unique_graphs"] - graphs == 1  # modes and windows share one compiled graph

@@ -1,6 +1,7 @@
 """Global batch (in sequences) -> per-device batch, micro-batch and gradient accumulation.
 
-Pure arithmetic (no torch), so config checks and dry runs use it without importing Composer.
+Pure arithmetic (no torch, no Composer): config checks and dry runs use it, and so does the
+trainer (mcbio.train.pretrain), so both split the batch the same way.
 """
 
 from __future__ import annotations
