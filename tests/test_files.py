@@ -49,3 +49,19 @@ def test_written_files_honour_the_umask(tmp_path, mask, mode):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    from mcbio.files import atomic_dir
+
+    target = tmp_path / "tokenizer"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.json").write_text("{}")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(target) as tmp:
+        (tmp / "a.json").write_text("1")
+    with atomic_dir(target) as tmp:  # a second writer finishing later does not replace the first
+        (tmp / "a.json").write_text("2")
+    assert (target / "a.json").read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["tokenizer"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -27,6 +26,7 @@ from mcbio.config.schema import ModelConfig, PretrainDataConfig, TrainConfig
 from mcbio.data.corpus import iter_documents
 from mcbio.data.packing import BoundaryTokens
 from mcbio.data.shards import PackedShards, PackedStream, write_packed_shards
+from mcbio.files import atomic_dir
 from mcbio.data.tokenizer import load_tokenizer, train_bpe_tokenizer
 from mcbio.model.build import build_masked_lm
 from mcbio.train.composer_model import EncoderPretrainingModel
@@ -76,9 +76,8 @@ def prepare_tokenizer(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, out_
     texts = (d.text for d in iter_documents(data_cfg.corpus, data_cfg.tokenizer_train_max_documents))
     tokenizer = train_bpe_tokenizer(texts, vocab_size=model_cfg.vocab_size,
                                     model_max_length=model_cfg.max_position_embeddings)
-    tmp = out_dir / "tokenizer.tmp"
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(cached) if not cached.exists() else shutil.rmtree(tmp)
+    with atomic_dir(cached) as tmp:
+        tokenizer.save_pretrained(tmp)
     log.info("trained a %d-token BPE tokenizer -> %s", len(tokenizer), cached)
     return tokenizer
 
