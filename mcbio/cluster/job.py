@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -64,15 +65,21 @@ class Job(submitit.helpers.Checkpointable):
     """
 
     def __init__(self, entry: str, cfg: Any, slots: Optional[tuple[str, int]] = None,
-                 running_lock: Optional[str] = None) -> None:
+                 running_lock: Optional[str] = None, threads: Optional[int] = None) -> None:
         self.entry = entry
         self.cfg = cfg
         # (lock folder, number of slots): set for local arrays, see concurrency_slot.
         self.slots = slots
         self.running_lock = running_lock
+        # CPU threads of the job's numerical libraries (set before the entry imports torch).
+        self.threads = threads
 
     def __call__(self) -> Any:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        if self.threads:
+            # Local elements running side by side would each start one thread per core.
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[var] = str(self.threads)
         export_torch_distributed_env()
         with contextlib.ExitStack() as stack:
             if self.slots is not None:
@@ -89,4 +96,4 @@ class Job(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         log.warning("job reached its time limit or was preempted: requeuing to resume")
-        return submitit.helpers.DelayedSubmission(Job(self.entry, self.cfg, self.slots, self.running_lock))
+        return submitit.helpers.DelayedSubmission(Job(self.entry, self.cfg, self.slots, self.running_lock, self.threads))

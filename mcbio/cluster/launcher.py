@@ -11,6 +11,7 @@ when something is wrong.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import time
@@ -182,10 +183,14 @@ def submit_stage(plan: Plan, stage: Stage, elements: Sequence[Element], backend:
     """One array (Slurm) or batch (local) for ``elements`` of ``stage``; jobs are recorded in the registry."""
     folder = plan.run_dir / "submitit" / stage.name
     executor = make_executor(backend, stage.resources, folder, f"{plan.name}-{stage.name}", dependency)
-    slots = None
-    if backend == "local" and len(elements) > 1:
-        slots = (str(state_dir(plan.run_dir) / "slots" / stage.name), max(1, stage.resources.array_parallelism))
-    jobs_of = [Job(e.entry, e.cfg, slots, str(running_lock(plan.run_dir, e.file_key))) for e in elements]
+    slots, threads = None, None
+    if backend == "local":
+        at_once = min(len(elements), max(1, stage.resources.array_parallelism))
+        if len(elements) > 1:
+            slots = (str(state_dir(plan.run_dir) / "slots" / stage.name), at_once)
+        # This machine's cores, shared by the elements (and tasks) that run at once.
+        threads = max(1, (os.cpu_count() or 1) // (at_once * stage.resources.tasks_per_node))
+    jobs_of = [Job(e.entry, e.cfg, slots, str(running_lock(plan.run_dir, e.file_key)), threads) for e in elements]
     # A launch from inside a Slurm job (a grid cell, a test) must not leak that job's
     # SLURM_* variables into the new jobs.
     with submitit.helpers.clean_env():
