@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from mcbio.evaluate.loaders import LabelledText, is_missing, parse_ann
+from mcbio.evaluate.loaders import LabelledText, brat_text_files, is_missing, parse_ann
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +212,7 @@ def parse_notes(path: str | Path) -> list[BratNote]:
 def frasimed_documents(folder: str | Path, code_system: str) -> tuple[dict[str, str], dict[str, set[str]]]:
     """(texts, codes) per document of a flat BRAT folder: the ``code_system`` notes of its entities."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"BRAT folder not found: {folder}")
-    txts = sorted(folder.glob("*.txt"))
-    if not txts:
-        raise ValueError(f"{folder}: no .txt files (a BRAT folder holds NAME.txt + NAME.ann pairs)")
+    txts = brat_text_files(folder)
     texts: dict[str, str] = {}
     codes: dict[str, set[str]] = {}
     orphans = 0

@@ -215,6 +215,17 @@ def _cap_length(group: list[int], tags: list[str], max_words: int | None) -> lis
     return chunks
 
 
+def brat_text_files(folder: str | Path) -> list[Path]:
+    """The ``NAME.txt`` files of a flat BRAT folder (each beside its ``NAME.ann``), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"BRAT folder not found: {folder}")
+    texts = sorted(folder.glob("*.txt"))
+    if not texts:
+        raise ValueError(f"{folder}: no .txt files (a BRAT folder holds NAME.txt + NAME.ann pairs)")
+    return texts
+
+
 def read_brat(
     folder: str | Path,
     segment: str = "line",
@@ -223,12 +234,7 @@ def read_brat(
     entity_types: Iterable[str] | None = None,
 ) -> list[NerSentence]:
     """Every ``*.txt`` with its ``*.ann`` in ``folder`` -> IOB2 segments (sorted by file name)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"BRAT folder not found: {folder}")
-    texts = sorted(folder.glob("*.txt"))
-    if not texts:
-        raise ValueError(f"{folder}: no .txt files (a BRAT folder holds NAME.txt + NAME.ann pairs)")
+    texts = brat_text_files(folder)
     stats: dict[str, int] = {}
     sentences: list[NerSentence] = []
     for txt in texts:
