@@ -12,6 +12,7 @@ published one (:mod:`mcbio.results.paper_tables`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -39,6 +40,9 @@ def repo_path(path: str | Path) -> Path:
 
 def grid_table(records: Iterable[ResultRecord], grid: str, cells: Sequence[str], cfg: GridTableConfig,
                label: str | None = None) -> str:
+    # A cell's records carry their cell; the model name also holds the run's preset (``-smoke``).
+    records = [dataclasses.replace(r, model=f"{grid}.{r.extra['cell']}") if r.extra.get("cell") else r
+               for r in records]
     return ablation_table(records, grid, cells, cfg.caption, label or f"tab:{grid}", cfg.primary_only, cfg.scale,
                           cfg.decimals, cfg.decimal_comma)
 
