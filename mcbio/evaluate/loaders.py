@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from mcbio.jsonl import iter_jsonl
+
 log = logging.getLogger(__name__)
 
 NerSentence = tuple[list[str], list[str]]
@@ -309,31 +311,18 @@ def read_table(
     fmt = fmt or path.suffix.lstrip(".")
     rows: list[LabelledText] = []
     dropped = 0
-    if fmt == "json":
-        for i, obj in enumerate(_json_rows(path)):
+    if fmt in ("json", "jsonl"):
+        # (where, object): a JSON array's examples by index, JSON Lines by line (mcbio.jsonl).
+        located = ((f"{path}: example {i}", obj) for i, obj in enumerate(_json_rows(path))) if fmt == "json" \
+            else ((f"{path}:{line_no}", obj) for line_no, obj in iter_jsonl(path))
+        for where, obj in located:
             for key in (text_field, label_field):
                 if key not in obj:
-                    raise ValueError(f"{path}: example {i}: no field '{key}' (fields: {', '.join(obj)})")
+                    raise ValueError(f"{where}: no field '{key}' (fields: {', '.join(obj)})")
             if dropped_label(obj[label_field], drop_labels):
                 dropped += 1
                 continue
-            rows.append((str(obj[text_field]), _as_labels(obj[label_field], label_sep, f"{path}: example {i}")))
-    elif fmt == "jsonl":
-        with open(path, encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: invalid JSON ({err})") from None
-                for key in (text_field, label_field):
-                    if key not in obj:
-                        raise ValueError(f"{path}:{line_no}: no field '{key}' (fields: {', '.join(obj)})")
-                if dropped_label(obj[label_field], drop_labels):
-                    dropped += 1
-                    continue
-                rows.append((str(obj[text_field]), _as_labels(obj[label_field], label_sep, f"{path}:{line_no}")))
+            rows.append((str(obj[text_field]), _as_labels(obj[label_field], label_sep, where)))
     elif fmt in ("tsv", "csv"):
         csv.field_size_limit(1 << 30)
         with open(path, encoding="utf-8", newline="") as handle:
