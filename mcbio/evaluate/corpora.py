@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from mcbio.evaluate.loaders import LabelledText, brat_text_files, is_missing, parse_ann
+from mcbio.evaluate.loaders import LabelledText, ann_lines, brat_text_files, is_missing, parse_ann
 
 log = logging.getLogger(__name__)
 
@@ -195,17 +195,13 @@ def parse_notes(path: str | Path) -> list[BratNote]:
     """The note lines (``#n<TAB>SYSTEM Tn<TAB>code``) of a BRAT ``.ann`` file; a note with no code is an error."""
     path = Path(path)
     notes = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.startswith("#"):
-                continue
-            parts = raw.rstrip("\n").split("\t")
-            head = parts[1].split() if len(parts) >= 2 else []
-            code = parts[2].strip() if len(parts) >= 3 else ""
-            if len(head) != 2 or not code:
-                raise ValueError(f"{path}:{line_no}: BRAT note without a code: {raw.rstrip()!r} "
-                                 f"(expected '#n<TAB>SYSTEM Tn<TAB>code', e.g. '#1<TAB>ICD-O-3.1 T1<TAB>8500/3')")
-            notes.append(BratNote(parts[0], head[0], head[1], code, line_no))
+    for line_no, raw, parts in ann_lines(path, "#"):
+        head = parts[1].split() if len(parts) >= 2 else []
+        code = parts[2].strip() if len(parts) >= 3 else ""
+        if len(head) != 2 or not code:
+            raise ValueError(f"{path}:{line_no}: BRAT note without a code: {raw.rstrip()!r} "
+                             f"(expected '#n<TAB>SYSTEM Tn<TAB>code', e.g. '#1<TAB>ICD-O-3.1 T1<TAB>8500/3')")
+        notes.append(BratNote(parts[0], head[0], head[1], code, line_no))
     return notes
 
 

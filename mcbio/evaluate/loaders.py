@@ -30,7 +30,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from mcbio.jsonl import iter_jsonl
 
@@ -88,21 +88,25 @@ class BratEntity:
 _ANN_SPAN = re.compile(r"^(\S+) (\d+ \d+(?:;\d+ \d+)*)$")
 
 
+def ann_lines(path: str | Path, kind: str) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line number, line, tab-separated fields)`` of the ``.ann`` lines of one kind (``T``, ``#``, ...)."""
+    with open(path, encoding="utf-8") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if raw.startswith(kind):
+                yield line_no, raw, raw.rstrip("\n").split("\t")
+
+
 def parse_ann(path: str | Path) -> list[BratEntity]:
     """Text-bound annotations (``T`` lines); relations, notes, attributes are not entities."""
     entities = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.startswith("T"):
-                continue
-            parts = raw.rstrip("\n").split("\t")
-            match = _ANN_SPAN.match(parts[1]) if len(parts) >= 2 else None
-            if match is None:
-                raise ValueError(f"{path}:{line_no}: malformed entity line {raw.rstrip()!r} (expected 'Tn<TAB>TYPE start end[;start end]<TAB>text')")
-            fragments = tuple(tuple(map(int, frag.split())) for frag in match.group(2).split(";"))
-            if any(end <= start for start, end in fragments):
-                raise ValueError(f"{path}:{line_no}: empty or reversed span in {raw.rstrip()!r}")
-            entities.append(BratEntity(parts[0], match.group(1), fragments))  # type: ignore[arg-type]
+    for line_no, raw, parts in ann_lines(path, "T"):
+        match = _ANN_SPAN.match(parts[1]) if len(parts) >= 2 else None
+        if match is None:
+            raise ValueError(f"{path}:{line_no}: malformed entity line {raw.rstrip()!r} (expected 'Tn<TAB>TYPE start end[;start end]<TAB>text')")
+        fragments = tuple(tuple(map(int, frag.split())) for frag in match.group(2).split(";"))
+        if any(end <= start for start, end in fragments):
+            raise ValueError(f"{path}:{line_no}: empty or reversed span in {raw.rstrip()!r}")
+        entities.append(BratEntity(parts[0], match.group(1), fragments))  # type: ignore[arg-type]
     return entities
 
 
