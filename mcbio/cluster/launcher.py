@@ -139,8 +139,9 @@ def run_plan(plan: Plan, backend: str, wait: bool) -> int:
             if not pending:
                 continue
             deps = [str(j.job_id) for name in stage.after for _, j in submitted.get(name, [])]
+            # Elements of earlier launches still queued or running must succeed first too.
             deps += [registry[e.key]["job_id"] for name in stage.after for e in plan.stage(name).elements
-                     if states[e.key].startswith("queued") and e.key in registry]
+                     if states[e.key] not in ("done", "pending") and e.key in registry]
             jobs = submit_stage(plan, stage, pending, backend, f"afterok:{':'.join(deps)}" if deps else None)
             submitted[stage.name] = jobs
             say(f"{plan.name}/{stage.name}: submitted {len(jobs)} element(s) as Slurm job(s) "

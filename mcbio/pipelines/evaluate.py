@@ -182,7 +182,6 @@ def evaluation_elements(models: dict[str, tuple[str, str]], specs: dict[str, tup
     Records go to ``records/<experiment>.jsonl`` (default: the run's name) with ``record_tags`` in ``extra``.
     """
     store = ResultStore(Path(suite.results_dir).expanduser().resolve())
-    done_keys = store.done_keys()
     elements = []
     for model, (path, init) in models.items():
         for name, (task, ft) in specs.items():
@@ -196,7 +195,7 @@ def evaluation_elements(models: dict[str, tuple[str, str]], specs: dict[str, tup
                 key = (model, name, seed, h, "test")
                 elements.append(Element(key=element_name("evaluate", model, name, f"seed-{seed}"),
                                         entry="mcbio.pipelines.evaluate:evaluate_element", cfg=cfg,
-                                        done=lambda key=key: key in done_keys or key in store.done_keys(),
+                                        done=lambda key=key: key in store.done_keys(),
                                         describe=describe_result))
     return elements
 

@@ -102,18 +102,16 @@ def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: s
         store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
         table_cfg = RunTableConfig(str(store.root), name, str(table), cfg.report.decimal_comma)
         report.append(Element(key=element_name(key_prefix + "report", name), entry="mcbio.pipelines.pretrain:run_table",
-                              cfg=table_cfg, done=lambda: _table_fresh(table, store, name),
+                              cfg=table_cfg, done=lambda: _table_fresh(table, store.records_dir / f"{experiment or name}.jsonl"),
                               describe=lambda r: str(r)))
     return pretrain, evaluate, report, notes
 
 
-def _table_fresh(table: Path, store: ResultStore, model: str) -> bool:
-    """The run's table exists and is newer than every record of the run."""
+def _table_fresh(table: Path, records_file: Path) -> bool:
+    """The run's table exists and is newer than the records file the run writes to."""
     if not table.is_file():
         return False
-    files = list(store.records_dir.glob("*.jsonl")) if store.records_dir.is_dir() else []
-    newest = max((f.stat().st_mtime for f in files if model in f.read_text(encoding="utf-8")), default=0.0)
-    return table.stat().st_mtime >= newest
+    return not records_file.is_file() or table.stat().st_mtime >= records_file.stat().st_mtime
 
 
 def stages_of(cfg: PretrainRunConfig, pretrain: list, evaluate: list, report: list) -> tuple[Stage, ...]:

@@ -122,6 +122,7 @@ class ResultStore:
         self.reference_dir = self.root / "reference"
         self.tables_dir = self.root / "tables"
         self.figures_dir = self.root / "figures"
+        self._done_cache: tuple[tuple, set[tuple]] | None = None
 
     def _locked_append(self, file: Path, rows: list[dict], key_of) -> int:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +161,13 @@ class ResultStore:
         The done-key of an evaluation: whichever launcher or run wrote it, an element with
         the same key is not run again.
         """
-        return {(r.model, r.task, r.seed, r.config_hash, r.split) for r in self.records() if r.extra.get("primary")}
+        files = sorted(self.records_dir.glob("*.jsonl")) if self.records_dir.is_dir() else []
+        signature = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        # A plan asks once per element: the files are read again only when one of them changed.
+        if self._done_cache is None or self._done_cache[0] != signature:
+            keys = {(r.model, r.task, r.seed, r.config_hash, r.split) for r in read_records(files) if r.extra.get("primary")}
+            self._done_cache = (signature, keys)
+        return self._done_cache[1]
 
     def records(self, experiment: str | None = None) -> list[ResultRecord]:
         if experiment is not None:
