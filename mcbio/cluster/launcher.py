@@ -38,6 +38,8 @@ class LaunchContext:
 
     backend: str
     config_file: Path | None
+    # Paths an earlier stage of the same plan writes (a study's component planners accept them absent).
+    produced: tuple[str, ...] = ()
 
 
 Planner = Callable[[Any, LaunchContext], Plan]
@@ -169,6 +171,7 @@ def run_plan(plan: Plan, backend: str, wait: bool) -> int:
             if alive:
                 say(f"{plan.name}/{stage.name}: {len(alive)} element(s) already running in another launch; "
                     "not submitted again, waiting for them")
+            started = time.time()
             jobs = submit_stage(plan, stage, pending, backend) if pending else []
             if jobs:
                 say(f"{plan.name}/{stage.name}: running {len(jobs)} element(s) locally "
@@ -183,6 +186,9 @@ def run_plan(plan: Plan, backend: str, wait: bool) -> int:
             failed += stage_failed
             if alive and not lost:
                 progress.done += len(alive)
+            if jobs or alive:
+                say(f"{plan.name}/{stage.name}: stage {'FAILED' if stage.name in failed_stages else 'done'} "
+                    f"in {time.time() - started:.0f} s [{progress.done}/{progress.total} elements done]")
     return _closing(plan, failed, not_started, progress)
 
 
@@ -203,6 +209,7 @@ def _follow_slurm(plan: Plan, order: list[tuple[Element, submitit.Job]], progres
         stage = next(s.name for s in plan.stages if element in s.elements)
         by_stage.setdefault(stage, []).append((element, job))
     failed_stages: set[str] = set()
+    following = time.time()
     for stage in plan.stages:
         pairs = by_stage.get(stage.name, [])
         if not pairs:
@@ -218,6 +225,8 @@ def _follow_slurm(plan: Plan, order: list[tuple[Element, submitit.Job]], progres
         if stage_failed:
             failed_stages.add(stage.name)
         failed += stage_failed
+        say(f"{plan.name}/{stage.name}: stage {'FAILED' if stage_failed else 'done'}, {time.time() - following:.0f} s "
+            f"after submission [{progress.line()}]")
     return failed
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from mcbio.config.loader import ConfigError
 
@@ -18,10 +18,20 @@ TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", 
 
 
 class Problems:
-    """Collects ``key: message`` lines; :meth:`raise_if_any` turns them into one ConfigError."""
+    """Collects ``key: message`` lines; :meth:`raise_if_any` turns them into one ConfigError.
 
-    def __init__(self) -> None:
+    ``produced``: paths that an earlier stage of the same plan writes (a study's base model,
+    its curated shards). They may be absent at launch; checks accept them as they will be.
+    """
+
+    def __init__(self, produced: Iterable[str | Path] = ()) -> None:
         self.items: list[str] = []
+        self.produced = tuple(Path(p).expanduser().resolve() for p in produced)
+
+    def pending(self, path: str | Path) -> bool:
+        """``path`` does not exist yet, and an earlier stage of the plan writes it (or a folder above it)."""
+        path = Path(path).expanduser().resolve()
+        return not path.exists() and any(path == p or p in path.parents for p in self.produced)
 
     def add(self, key: str, message: str) -> None:
         line = f"'{key}': {message}" if key else message
@@ -48,6 +58,8 @@ def check_path(problems: Problems, key: str, value: str | None, kind: str = "any
     if not value:
         return None
     path = Path(value).expanduser()
+    if problems.pending(path):
+        return path.resolve()
     if not path.exists():
         problems.add(key, f"{path} does not exist")
         return None
@@ -61,6 +73,8 @@ def check_path(problems: Problems, key: str, value: str | None, kind: str = "any
 
 
 def check_tokenizer_dir(problems: Problems, key: str, path: Path) -> None:
+    if problems.pending(path):
+        return
     if not (path / "tokenizer_config.json").is_file() and not any((path / f).is_file() for f in TOKENIZER_FILES):
         problems.add(key, f"{path} holds no tokenizer (none of tokenizer_config.json, {', '.join(TOKENIZER_FILES)})")
 
@@ -68,8 +82,8 @@ def check_tokenizer_dir(problems: Problems, key: str, path: Path) -> None:
 def check_model_dir(problems: Problems, key: str, value: str | None, tokenizer: bool = True) -> Path | None:
     """A local Hugging Face model folder: ``config.json`` (and a tokenizer unless given elsewhere)."""
     path = check_path(problems, key, value, "dir")
-    if path is None:
-        return None
+    if path is None or problems.pending(path):
+        return path
     if not (path / "config.json").is_file():
         problems.add(key, f"{path} is not a Hugging Face model folder (config.json missing)")
         return None

@@ -226,10 +226,25 @@ class ExecutorConfig:
 
 
 @dataclass
-class CurationRunConfig(RunConfig):
-    """Raw documents -> passages -> filters -> labels -> upsampled mix -> packed shards."""
+class DecontaminationConfig:
+    """Drop every pretraining document that shares a word n-gram with an evaluation test split.
 
-    name: str = "curation"
+    Runs first in the ``select`` stage, on every group (curated or not), before upsampling
+    and mixing; rejects go to ``rejects/overlap/``, counts to ``curation_stats.json``.
+    """
+
+    enabled: bool = False
+    # Words per n-gram (lower-cased ``\w+`` tokens): 13 as in GPT-3's contamination study.
+    ngram: int = 13
+    # Evaluation tasks (registry names) whose split is checked; a study fills in its own tasks.
+    tasks: List[str] = field(default_factory=list)
+    split: str = "test"
+
+
+@dataclass
+class CurationSettings:
+    """What the curation does, without where and how it is scheduled (a study nests these)."""
+
     stages: List[str] = field(default_factory=lambda: list(PIPELINE_STAGES))
     # Named inputs; ``sources.<name>=null`` leaves one out (presets use it).
     sources: Dict[str, Optional[SourceConfig]] = field(default_factory=dict)
@@ -245,6 +260,7 @@ class CurationRunConfig(RunConfig):
     mix: MixConfig = field(default_factory=MixConfig)
     pack: PackConfig = field(default_factory=PackConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     # Fidelity distribution thresholds (share of passage characters found in the source).
     fidelity_thresholds: List[float] = field(default_factory=lambda: [0.99, 0.95, 0.90, 0.80, 0.50])
 
@@ -284,3 +300,13 @@ class CurationRunConfig(RunConfig):
         pf = self.passage_filter
         if pf.min_words > pf.max_words:
             raise ConfigError("'passage_filter.min_words' is larger than 'passage_filter.max_words'")
+        dc = self.decontamination
+        if dc.enabled and dc.ngram < 1:
+            raise ConfigError("'decontamination.ngram' must be >= 1")
+
+
+@dataclass
+class CurationRunConfig(CurationSettings, RunConfig):
+    """Raw documents -> passages -> filters -> labels -> upsampled mix -> packed shards."""
+
+    name: str = "curation"

@@ -154,8 +154,9 @@ class OntobookOutputConfig:
 
 
 @dataclass
-class OntobookRunConfig(RunConfig):
-    name: str = "ontobook"
+class OntobookSettings:
+    """What OntoBook generates, without where and how it is scheduled (a study nests these)."""
+
     # What one shard element (one ontology x shard, it runs the LLM) needs over ``resources``.
     shard_needs: JobNeeds = field(default_factory=lambda: JobNeeds(gpus_per_node=1, tasks_per_node=1,
                                                                    cpus_per_task=8, timeout_min=240))
@@ -190,3 +191,8 @@ class OntobookRunConfig(RunConfig):
                         raise ConfigError(f"'{wkey}.edge_weights.{etype}' must be >= 0")
                 if not any(v > 0 for v in wt.edge_weights.values()):
                     raise ConfigError(f"'{wkey}.edge_weights' has no positive weight")
+
+
+@dataclass
+class OntobookRunConfig(OntobookSettings, RunConfig):
+    name: str = "ontobook"

@@ -34,6 +34,25 @@ class ModelPair:
 
 
 @dataclass
+class StudyTable:
+    """A study's Table 4 (``tables/table4_<experiment>.tex``) and gain figure (``figures/gain_<experiment>``):
+    arm ``a`` minus arm ``b`` per task, the ``base`` model beside them, the published pair beside that."""
+
+    # The study's records file (records/<experiment>.jsonl).
+    experiment: str = ""
+    # Record names of the two arms and of the base model.
+    a: str = ""
+    b: str = ""
+    base: str = ""
+    label_a: str = "CLM detour"
+    label_b: str = "MLM control"
+    label_base: str = "base"
+    paper_a: str = "ModernCamemBERT-bio-base"
+    paper_b: str = "ModernCamemBERT-bio-base-mlm-control"
+    tasks: List[str] = field(default_factory=lambda: ["quaero_emea", "quaero_medline", "morfitt"])
+
+
+@dataclass
 class MainTableConfig:
     """Table 3: the paper's models and tasks, each model's "this repository" column beside it."""
 
@@ -103,6 +122,8 @@ class ReportRunConfig(RunConfig):
     # Figure 2: per-task gain a - b (published, and this repository's when its records exist).
     gain: ModelPair = field(default_factory=lambda: ModelPair(
         "Base", "base_clm_detour", "base_mlm_control", "ModernCamemBERT-bio-base", "ModernCamemBERT-bio-base-mlm-control"))
+    # Studies (experiments/laptop_study...): one table and gain figure each.
+    studies: List[StudyTable] = field(default_factory=list)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     lengths: LengthStatsConfig = field(default_factory=LengthStatsConfig)
     # JSON written by the curation pipeline (fidelity scores, mix tokens, upsampling counts).

@@ -48,7 +48,7 @@ def _iter_json_document(path: Path) -> Iterator[Document]:
 
 
 def iter_documents(corpus: str | Path | None = None, max_documents: int | None = None) -> Iterator[Document]:
-    """Documents of a JSONL file, a ``.txt`` file, or a folder of those and of ``.json`` documents.
+    """Documents of a JSONL file (``.jsonl`` or ``.jsonl.gz``), a ``.txt`` file, or a folder of those and of ``.json`` documents.
 
     ``None`` reads the sample corpus shipped with the package. Files are read in sorted
     path order so that the same corpus always yields the same document order.
@@ -57,13 +57,14 @@ def iter_documents(corpus: str | Path | None = None, max_documents: int | None =
     if not root.exists():
         raise CorpusError(f"corpus not found: {root}")
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    readers = {".jsonl": _iter_jsonl, ".json": _iter_json_document}
     count = 0
     for path in files:
         if path.suffix == ".txt":
             docs: Iterator[Document] = iter([Document(path.stem, path.read_text(encoding="utf-8"), path.parent.name)])
-        elif path.suffix in readers:
-            docs = readers[path.suffix](path)
+        elif path.name.endswith((".jsonl", ".jsonl.gz")):
+            docs = _iter_jsonl(path)
+        elif path.suffix == ".json":
+            docs = _iter_json_document(path)
         else:
             continue
         for doc in docs:
@@ -74,4 +75,4 @@ def iter_documents(corpus: str | Path | None = None, max_documents: int | None =
             if max_documents is not None and count >= max_documents:
                 return
     if count == 0:
-        raise CorpusError(f"no documents found under {root} (reads .jsonl, .json and .txt files)")
+        raise CorpusError(f"no documents found under {root} (reads .jsonl, .jsonl.gz, .json and .txt files)")

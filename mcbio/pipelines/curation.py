@@ -4,7 +4,8 @@ Four datatrove stages, each an executor writing under ``<out_dir>``:
   passages  (N tasks)  readers -> segment -> LLM extraction -> passage filters -> Jaccard dedup
                        -> FineWeb-2 French chain -> LLM annotation (all, or a sample)   -> passages/
   distil    (1 task)   TF-IDF + linear labeler on the LLM-labelled sample          -> classifier/
-  select    (N tasks)  classifier labels -> type/length filter -> quality upsampling -> curated/<group>/
+  select    (N tasks)  [test-split overlap] -> classifier labels -> type/length filter -> quality upsampling
+                       -> curated/<group>/ (overlap reports per rank -> decontamination/)
   mix_pack  (1 task)   token-share mix -> tokenise -> packed shards                  -> shards/
 Each stage is one job array of the one launcher, a datatrove rank per element (run by
 datatrove's ``LocalPipelineExecutor`` for that rank alone), chained to the previous stage
@@ -41,6 +42,7 @@ class CurationPaths:
         self.classifier = out_dir / "classifier" / "labeler.pkl"
         self.classifier_report = out_dir / "classifier" / "heldout.json"
         self.rejects = out_dir / "rejects"
+        self.decontamination = out_dir / "decontamination"
         self.logs = out_dir / "logs"
         self.stats = out_dir / "curation_stats.json"
 
@@ -71,7 +73,8 @@ def build_stage_pipelines(cfg: CurationRunConfig, paths: CurationPaths) -> List[
         elif stage == "select":
             classifier = str(paths.classifier) if use_classifier else None
             pipe = [JsonlReader(str(paths.passages), glob_pattern="*.jsonl.gz"),
-                    *selection_steps(cfg, classifier, counter, str(paths.rejects)),
+                    *selection_steps(cfg, classifier, counter, str(paths.rejects),
+                                     report_dir=str(paths.decontamination)),
                     JsonlWriter(str(paths.curated), output_filename="${mix_group}/${rank}.jsonl.gz")]
             stages.append((stage, pipe, tasks))
         elif stage == "mix_pack":
@@ -113,7 +116,7 @@ def stage_tasks(cfg: CurationRunConfig) -> list[tuple[str, int]]:
 
 
 def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext) -> Plan:
-    problems = Problems()
+    problems = Problems(produced=ctx.produced)
     for name, src in cfg.active_sources().items():
         check_path(problems, f"sources.{name}.path", src.path)
     if cfg.pack.tokenizer:
@@ -122,6 +125,8 @@ def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext) -> Plan:
             check_tokenizer_dir(problems, "pack.tokenizer", path)
     if cfg.llm.backend != "rules" and cfg.llm.model:
         check_path(problems, "llm.model", cfg.llm.model, "dir")
+    if cfg.decontamination.enabled:
+        check_decontamination(cfg, problems)
     problems.raise_if_any(f"the curation '{cfg.name}'")
     run_dir = run_dir_of(cfg)
     element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir))
@@ -142,6 +147,21 @@ def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext) -> Plan:
     stages.append(Stage("stats", (stats,), single_task(cfg.resources, timeout_min=10),
                         after=tuple(s.name for s in stages)))
     return Plan(name=run_name(cfg), run_dir=run_dir, stages=tuple(stages))
+
+
+def check_decontamination(cfg: CurationRunConfig, problems: Problems) -> None:
+    """Every task's split reads now: a wrong task name or missing data fails before submission,
+    not in each rank of the select stage (where the split is read again to build the index)."""
+    from mcbio.data.curation.decontamination import split_texts
+
+    dc = cfg.decontamination
+    if not dc.tasks:
+        problems.add("decontamination.tasks", "decontamination is enabled but names no task: list the evaluation "
+                                              "tasks whose split to check (e.g. [quaero_emea, quaero_medline])")
+    for name in dc.tasks:
+        with problems.collect("decontamination.tasks"):
+            if not split_texts(name, dc.split, cfg.paths.shared_data):
+                problems.add("decontamination.tasks", f"task '{name}': its {dc.split} split has no example")
 
 
 def _stats_fresh(paths: CurationPaths) -> bool:
@@ -172,6 +192,10 @@ def collect_stats(cfg: CurationRunConfig, paths: CurationPaths) -> dict:
                     k.split("/", 1)[1]: (v / n if n else 0.0)
                     for k, v in sorted(step["extra"].items()) if k.startswith("fidelity/")}}
     report["rejects"] = reject_counts(paths.rejects)
+    if paths.decontamination.is_dir():
+        from mcbio.data.curation.decontamination import merge_overlap_reports
+
+        report["decontamination"] = merge_overlap_reports(paths.decontamination)
     for key, path in (("classifier", paths.classifier_report), ("mix", paths.root / "mix_report.json"),
                       ("pack", paths.root / "pack_report.json")):
         if path.is_file():

@@ -19,7 +19,7 @@ from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
 from mcbio.config.checks import Problems
 from mcbio.config.ontobook import OntobookRunConfig
-from mcbio.data.ontobook.build import shard_paths
+from mcbio.data.ontobook.build import STATS_DIR, shard_paths
 from mcbio.data.ontobook.sources import resolve_source_path
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,18 @@ def plan_ontobook(cfg: OntobookRunConfig, ctx: LaunchContext) -> Plan:
                            done=lambda f=shard_paths(run_dir, name, i)[1]: f.is_file(),
                            describe=lambda r: f"{r.get('kept', '?')} documents kept")
                    for name, k in plan.items() for i in range(k))
+    stats_files = [shard_paths(run_dir, name, i)[1] for name, k in plan.items() for i in range(k)]
     merge = Element(key=element_name("merge", cfg.name), entry="mcbio.pipelines.ontobook:merge_ontobook", cfg=element_cfg,
+                    done=lambda: _merged_fresh(run_dir / STATS_DIR / "summary.json", stats_files),
                     describe=lambda r: json.dumps(r.get("ontologies", {}), ensure_ascii=False)[:200])
     return Plan(name=run_name(cfg), run_dir=run_dir, stages=(
         Stage("shards", shards, with_needs(cfg.resources, cfg.shard_needs)),
         Stage("merge", (merge,), single_task(cfg.resources), after=("shards",)),
     ))
+
+
+def _merged_fresh(summary: Path, stats_files: List[Path]) -> bool:
+    """The merge summary (written last) exists and is newer than every shard it merges."""
+    if not summary.is_file() or not all(f.is_file() for f in stats_files):
+        return False
+    return summary.stat().st_mtime >= max((f.stat().st_mtime for f in stats_files), default=0.0)

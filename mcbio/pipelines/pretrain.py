@@ -40,7 +40,7 @@ def check_pretraining_inputs(cfg: PretrainRunConfig, problems: Problems) -> None
     """Every path the pretraining element reads exists and is of the right kind."""
     if cfg.data.shards:
         shards = check_path(problems, "data.shards", cfg.data.shards, "dir")
-        if shards is not None and not (shards / "index.json").is_file():
+        if shards is not None and not problems.pending(shards) and not (shards / "index.json").is_file():
             problems.add("data.shards", f"{shards} holds no packed shards (index.json missing; "
                                         "write them with the curation experiment)")
     elif cfg.data.corpus:
@@ -102,12 +102,12 @@ def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: s
         store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
         table_cfg = RunTableConfig(str(store.root), name, str(table), cfg.report.decimal_comma)
         report.append(Element(key=element_name(key_prefix + "report", name), entry="mcbio.pipelines.pretrain:run_table",
-                              cfg=table_cfg, done=lambda: _table_fresh(table, store.records_dir / f"{experiment or name}.jsonl"),
+                              cfg=table_cfg, done=lambda: table_is_fresh(table, store.records_dir / f"{experiment or name}.jsonl"),
                               describe=lambda r: str(r)))
     return pretrain, evaluate, report, notes
 
 
-def _table_fresh(table: Path, records_file: Path) -> bool:
+def table_is_fresh(table: Path, records_file: Path) -> bool:
     """The run's table exists and is newer than the records file the run writes to."""
     if not table.is_file():
         return False

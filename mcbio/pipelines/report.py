@@ -144,6 +144,7 @@ def generate_report(cfg: ReportRunConfig) -> dict:
     """
     from mcbio.results.figures import gain_comparison_figure
     from mcbio.results.paper import TASK_LABELS
+    from mcbio.results.study_tables import study_figure, study_table_of
     from mcbio.results.paper_tables import (
         ablation_paper_table,
         carbon_paper_table,
@@ -208,6 +209,8 @@ def generate_report(cfg: ReportRunConfig) -> dict:
     emit("table4_clm_vs_mlm", lambda: clm_mlm_paper_table(
         reference, records, [(p.label, p.a, p.b, p.paper_a, p.paper_b) for p in cfg.clm_vs_mlm], cfg.main.tasks,
         "CLM detour vs MLM control (same data, budget and data order)", "tab:clm_vs_mlm", cfg.confidence, dc, cfg.scale))
+    for spec in cfg.studies:
+        emit(f"table4_{spec.experiment}", lambda spec=spec: study_table_of(spec, store, cfg.confidence, dc))
     emit("table5_carbon", lambda: carbon_paper_table(
         reference, store.runs(), cfg.carbon.tdp_w, cfg.carbon.pue, cfg.carbon.grid_g_per_kwh,
         "Carbon footprint of pretraining", "tab:carbon", dc))
@@ -257,6 +260,11 @@ def generate_report(cfg: ReportRunConfig) -> dict:
                                           store.figures_dir / "figure2_per_task_gain")
     except (KeyError, ValueError) as err:
         skipped["figure2_per_task_gain"] = str(err)
+    for spec in cfg.studies:
+        try:
+            figures += study_figure(spec, store, store.figures_dir)
+        except (KeyError, ValueError) as err:
+            skipped[f"gain_{spec.experiment}"] = str(err)
     if cfg.layer_change.enabled:
         try:
             figures += layer_change(cfg, store.figures_dir / "layer_change")

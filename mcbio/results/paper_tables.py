@@ -160,8 +160,8 @@ def main_paper_table(reference: Iterable[ResultRecord], records: Iterable[Result
 
 
 def ttest_note(who: str, a: Mapping[str, float], b: Mapping[str, float], confidence: float,
-               decimal_comma: bool) -> str:
-    """The paired t-test line under Table 4: mean gap, CI, t, p over the common tasks."""
+               decimal_comma: bool, unit: str = "tasks") -> str:
+    """The paired t-test line under Table 4: mean gap, CI, t, p over the common tasks (or other ``unit``)."""
     cmp = paired_ttest(a, b, confidence)
     level = 0.01 if cmp.p_value < 0.01 else 0.05 if cmp.p_value < 0.05 else None
     significance = "" if level is None else f" ($p < {fmt(level, 2, decimal_comma)}$)"
@@ -169,7 +169,7 @@ def ttest_note(who: str, a: Mapping[str, float], b: Mapping[str, float], confide
             rf"{round(100 * confidence)}\,\% CI [{signed(cmp.ci_low, 2, decimal_comma)}{'; ' if decimal_comma else ', '}"
             rf"{signed(cmp.ci_high, 2, decimal_comma)}], "
             rf"paired $t({cmp.n_tasks - 1})$ = {fmt(cmp.t_statistic, 2, decimal_comma)}, "
-            rf"$p$ = {fmt(cmp.p_value, 3, decimal_comma)}{significance}, {cmp.wins}/{cmp.n_tasks} tasks won.")
+            rf"$p$ = {fmt(cmp.p_value, 3, decimal_comma)}{significance}, {cmp.wins}/{cmp.n_tasks} {unit} won.")
 
 
 def clm_mlm_paper_table(reference: Iterable[ResultRecord], records: Iterable[ResultRecord],

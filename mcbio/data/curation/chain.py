@@ -88,11 +88,22 @@ def passage_steps(cfg: CurationRunConfig, rejects_dir: Optional[str], counter: T
 
 
 def selection_steps(cfg: CurationRunConfig, classifier_path: Optional[str], counter: TokenCounter,
-                    rejects_dir: Optional[str] = None) -> List:
-    """Stage 'select': classifier labels for the rest -> type/length filter -> quality upsampling."""
+                    rejects_dir: Optional[str] = None, report_dir: Optional[str] = None) -> List:
+    """Stage 'select': [test-split overlap] -> classifier labels for the rest -> type/length filter
+    -> quality upsampling.
+
+    The overlap filter comes first, on every group, so that no step spends work on (and no
+    upsampling multiplies) a document that holds test text; its per-rank reports go to ``report_dir``.
+    """
     from mcbio.data.curation.distil import ClassifierAnnotation
 
     steps: List = []
+    dc = cfg.decontamination
+    if dc.enabled:
+        from mcbio.data.curation.decontamination import OverlapFilter
+
+        steps.append(OverlapFilter(dc.tasks, dc.split, cfg.paths.shared_data, dc.ngram, counter,
+                                   rejects_writer(rejects_dir, OverlapFilter.name), report_dir))
     if classifier_path:
         steps.append(ClassifierAnnotation(classifier_path, counter))
     steps.append(TypeAndLengthFilter(cfg.selection.drop_types, cfg.selection.min_tokens, counter,

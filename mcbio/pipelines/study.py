@@ -1,0 +1,161 @@
+"""A study: the whole recipe as one plan (see :mod:`mcbio.config.study` for its steps).
+
+Each step is the repository's own planner on a config the study builds for it, in a folder
+of the study's run directory; the study only prefixes the stage names with the step
+(``base-pretrain``, ``curation-select``...) and chains each step's first stages after the
+steps whose outputs it reads. What one step writes and the next reads is a path the study
+names itself (``StudyPaths``); the launch checks accept those paths before they exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
+from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
+from mcbio.config.checks import Problems
+from mcbio.config.curation import CurationRunConfig, CurationSettings, SourceConfig
+from mcbio.config.ontobook import OntobookRunConfig, OntobookSettings
+from mcbio.config.schema import PretrainRunConfig, RunConfig
+from mcbio.config.report import StudyTable
+from mcbio.config.study import StudyConfig, arm_train
+from mcbio.data.ontobook.build import DOCUMENTS
+from mcbio.pipelines.curation import plan_curation
+from mcbio.pipelines.evaluate import caps_notes, evaluation_elements, resolve_suite
+from mcbio.pipelines.ontobook import plan_ontobook
+from mcbio.pipelines.pretrain import pretraining_stages, table_is_fresh
+from mcbio.results.records import ResultStore
+
+
+class StudyPaths:
+    """Where each step of a study writes, and so where the next one reads."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.root = run_dir
+        self.base = run_dir / "base"
+        self.base_export = self.base / "hf"
+        self.ontobook = run_dir / "ontobook"
+        self.ontobook_documents = self.ontobook / DOCUMENTS
+        self.curation = run_dir / "curation"
+        self.shards = self.curation / "shards"
+        self.tables = run_dir / "tables"
+
+    def arm(self, name: str) -> Path:
+        return self.root / name
+
+
+def _run_keys(cfg: StudyConfig, step: str, out_dir: Path) -> dict[str, Any]:
+    """The study's scheduling keys for one step: its name (``<study>-<step>``) and folder."""
+    tracking = dataclasses.replace(cfg.tracking, group=cfg.tracking.group or cfg.name, tags=[*cfg.tracking.tags, step])
+    keys = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(RunConfig)}
+    return {**keys, "name": f"{cfg.name}-{step}", "out_dir": str(out_dir), "tracking": tracking}
+
+
+def _settings(settings: Any, base_type: type) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(base_type)}
+
+
+def base_config(cfg: StudyConfig, paths: StudyPaths) -> PretrainRunConfig:
+    return PretrainRunConfig(**_run_keys(cfg, "base", paths.base), stages=["pretrain"], model=cfg.base.model,
+                             data=cfg.base.data, train=cfg.base.train, evaluation=cfg.evaluation)
+
+
+def ontobook_config(cfg: StudyConfig, paths: StudyPaths) -> OntobookRunConfig:
+    return OntobookRunConfig(**_run_keys(cfg, "ontobook", paths.ontobook), **_settings(cfg.ontobook, OntobookSettings))
+
+
+def curation_config(cfg: StudyConfig, paths: StudyPaths) -> CurationRunConfig:
+    """The study's curation: its OntoBook output as the ontobook group, the base tokenizer for packing,
+    and overlap decontamination against the study's evaluation tasks unless tasks are named."""
+    settings = _settings(cfg.curation, CurationSettings)
+    settings["sources"] = {**cfg.curation.sources, "ontobook": SourceConfig(
+        path=str(paths.ontobook_documents), format="jsonl", group="ontobook", curate=False)}
+    settings["pack"] = dataclasses.replace(cfg.curation.pack, tokenizer=str(paths.base_export))
+    decont = cfg.curation.decontamination
+    settings["decontamination"] = dataclasses.replace(decont, tasks=list(decont.tasks or cfg.evaluation.tasks))
+    return CurationRunConfig(**_run_keys(cfg, "curation", paths.curation), **settings)
+
+
+def arm_config(cfg: StudyConfig, paths: StudyPaths, arm: str) -> PretrainRunConfig:
+    """One arm: the base export's weights and tokenizer, the curated shards, its own phase 1."""
+    model = dataclasses.replace(cfg.base.model, init_from=str(paths.base_export), tokenizer=None)
+    data = dataclasses.replace(cfg.continued.data, corpus=None, shards=str(paths.shards))
+    return PretrainRunConfig(**_run_keys(cfg, arm, paths.arm(arm)), stages=["pretrain"], model=model, data=data,
+                             train=arm_train(cfg.continued.train, cfg.arms[arm]), evaluation=cfg.evaluation)
+
+
+def _prefixed(step: str, plan: Plan, after: tuple[str, ...]) -> list[Stage]:
+    """A step's stages named ``<step>-<stage>``; its first stages wait for ``after``."""
+    out = []
+    for s in plan.stages:
+        inner = tuple(f"{step}-{a}" for a in s.after)
+        out.append(dataclasses.replace(s, name=f"{step}-{s.name}", after=inner or after))
+    return out
+
+
+@dataclass(frozen=True)
+class StudyTableJob:
+    """The report element: the study's records -> its Table 4 and gain figure under ``<study>/tables``."""
+
+    spec: StudyTable
+    results_dir: str
+    out_dir: str
+    confidence: float
+    decimal_comma: bool
+
+
+def study_table_element(job: StudyTableJob) -> dict:
+    from mcbio.results.study_tables import write_study_outputs
+
+    written = write_study_outputs(job.spec, job.results_dir, job.out_dir, job.confidence, job.decimal_comma)
+    return {"written": [str(p) for p in written]}
+
+
+def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
+    run_dir = run_dir_of(cfg)
+    name = run_name(cfg)
+    paths = StudyPaths(run_dir)
+    produced = (str(paths.base_export), str(paths.ontobook_documents), str(paths.shards))
+    problems = Problems(produced=produced)
+    inner_ctx = dataclasses.replace(ctx, produced=produced)
+    stages: list[Stage] = []
+
+    base = base_config(cfg, paths)
+    pretrain, _, _, _ = pretraining_stages(base, problems)
+    stages.append(Stage("base-pretrain", tuple(pretrain), base.resources))
+    stages += _prefixed("ontobook", plan_ontobook(ontobook_config(cfg, paths), inner_ctx), ())
+    ontobook_stages = tuple(s.name for s in stages if s.name.startswith("ontobook-"))
+    with problems.collect("curation"):
+        curation = plan_curation(curation_config(cfg, paths), inner_ctx)
+        stages += _prefixed("curation", curation, ("base-pretrain", *ontobook_stages))
+    curation_stages = tuple(s.name for s in stages if s.name.startswith("curation-"))
+    models = {"base": (run_name(base), str(paths.base_export))}
+    for arm in cfg.arms:
+        arm_cfg = arm_config(cfg, paths, arm)
+        pretrain, _, _, _ = pretraining_stages(arm_cfg, problems)
+        stages.append(Stage(f"{arm}-pretrain", tuple(pretrain), arm_cfg.resources,
+                            after=("base-pretrain", *curation_stages)))
+        models[arm] = (run_name(arm_cfg), str(paths.arm(arm) / "hf"))
+
+    specs, notes = resolve_suite(cfg.evaluation, cfg.paths.shared_data, problems, "evaluation.")
+    problems.raise_if_any(f"the study '{name}'")
+    pretrained = tuple(s.name for s in stages if s.name.endswith("-pretrain"))
+    evaluate = evaluation_elements({record: (path, "pretrained") for record, path in models.values()}, specs,
+                                   cfg.evaluation, cfg, run_dir, experiment=name, record_tags={"study": name})
+    stages.append(Stage("evaluate", tuple(evaluate), with_needs(cfg.resources, cfg.evaluation.needs), after=pretrained))
+    if cfg.report.enabled:
+        r = cfg.report
+        spec = StudyTable(experiment=name, a=models[r.a][0], b=models[r.b][0], base=models["base"][0], label_a=r.a,
+                          label_b=r.b, label_base="base", paper_a=r.paper_a, paper_b=r.paper_b, tasks=list(specs))
+        store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
+        job = StudyTableJob(spec, str(store.root), str(paths.tables), r.confidence, r.decimal_comma)
+        table = paths.tables / f"table4_{name}.tex"
+        stages.append(Stage("report", (Element(
+            key=element_name("report", name), entry="mcbio.pipelines.study:study_table_element", cfg=job,
+            done=lambda: table_is_fresh(table, store.records_dir / f"{name}.jsonl"),
+            describe=lambda res: ", ".join(res.get("written", []))),),
+            single_task(cfg.resources, timeout_min=10), after=("evaluate",)))
+    return Plan(name=name, run_dir=run_dir, stages=tuple(stages), notes=tuple(notes + caps_notes(specs)))

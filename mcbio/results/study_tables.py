@@ -1,0 +1,157 @@
+"""A study's Table 4: arm a vs arm b per task (base model beside), paired tests, gain figure, compute line.
+
+The same builder serves the study's own report element (``<study>/tables``) and
+``python -m mcbio.results report`` (``results/tables``, from the committed records), so the
+two agree by construction.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from mcbio.results.latex import Latex, booktabs_table, escape, fmt, write_table
+from mcbio.results.paper_tables import _mean_cell, _task_label, need, signed, ttest_note
+from mcbio.results.records import ResultRecord, RunRecord
+from mcbio.results.tables import seed_values, unique_records
+
+
+def seed_scores(records: Iterable[ResultRecord]) -> dict[str, dict[str, dict[int, float]]]:
+    """model -> task -> seed -> primary score (latest record wins)."""
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for r in unique_records(records):
+        if r.extra.get("primary", False):
+            out.setdefault(r.model, {}).setdefault(r.task, {})[r.seed] = r.value
+    return out
+
+
+def pair_scores(scores: Mapping[str, Mapping[str, Mapping[int, float]]], a: str, b: str,
+                tasks: Sequence[str], scale: float) -> tuple[dict[str, float], dict[str, float]]:
+    """``a`` and ``b`` on every (task, seed) both have, keyed ``task/seed``: the paired-over-runs test."""
+    xa, xb = {}, {}
+    for t in tasks:
+        for seed in sorted(set(scores.get(a, {}).get(t, {})) & set(scores.get(b, {}).get(t, {}))):
+            xa[f"{t}/{seed}"] = scale * scores[a][t][seed]
+            xb[f"{t}/{seed}"] = scale * scores[b][t][seed]
+    return xa, xb
+
+
+def compute_line(runs: Iterable[RunRecord], records: Iterable[ResultRecord], models: Mapping[str, str],
+                 decimal_comma: bool) -> str:
+    """CPU-hours of each model's pretraining (run records) and of the fine-tuning runs (records)."""
+    by_model = {r.model: r for r in sorted(runs, key=lambda r: r.timestamp)}
+    parts = []
+    for label, model in models.items():
+        run = by_model.get(model)
+        if run is not None:
+            cpu_h = float(run.extra.get("cpu_hours", 0.0))
+            parts.append(f"{escape(label)} {fmt(cpu_h, 2, decimal_comma)} CPU-h ({fmt(run.wall_s / 60, 0, decimal_comma)} min)")
+    runs_done = [r for r in unique_records(records) if r.extra.get("primary") and r.model in models.values()]
+    ft_h = sum(float(r.extra.get("total_time_s", 0.0)) for r in runs_done) / 3600
+    text = "Compute: pretraining " + (", ".join(parts) if parts else "not recorded")
+    text += f"; fine-tuning {len(runs_done)} runs, {fmt(ft_h, 2, decimal_comma)} h of run time (no GPU)."
+    return text
+
+
+def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecord], runs: Sequence[RunRecord],
+                models: Mapping[str, str], labels: Mapping[str, str], paper: tuple[str, str], tasks: Sequence[str],
+                caption: str, label: str, confidence: float = 0.95, decimal_comma: bool = False,
+                scale: float = 100.0) -> str:
+    """Per task: a, b, base (mean +- std over seeds), a - b, and the published pair's a, b, a - b."""
+    dc = decimal_comma
+    values = seed_values(records)
+    means = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in values.items()}
+    a, b, base = models["a"], models["b"], models["base"]
+    missing = [m for m in (a, b) if m not in means]
+    if missing:
+        raise ValueError(f"study table: no records for {', '.join(missing)}")
+    refs = need(reference, "3") + need(reference, "4")
+    published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
+    pa, pb = paper
+    order = [t for t in tasks if t in means[a] and t in means[b]]
+    rows: list[tuple[str, list]] = []
+    for t in order:
+        pub = published.get(pa, {}).get(t), published.get(pb, {}).get(t)
+        rows.append((_task_label(t), [
+            _mean_cell(values[a][t], scale), _mean_cell(values[b][t], scale),
+            _mean_cell(values.get(base, {}).get(t), scale),
+            signed(scale * (means[a][t] - means[b][t]), 2, dc),
+            None if pub[0] is None else scale * pub[0], None if pub[1] is None else scale * pub[1],
+            None if None in pub else signed(scale * (pub[0] - pub[1]), 1, dc)]))
+
+    def avg(model: str, src: Mapping) -> float | None:
+        got = [src.get(model, {}).get(t) for t in order]
+        return None if not got or None in got else scale * statistics.fmean(got)
+
+    row_avg = [avg(a, means), avg(b, means), avg(base, means)]
+    paper_avg = [avg(pa, published), avg(pb, published)]
+    rows.append(("Average", [*row_avg, signed(row_avg[0] - row_avg[1], 2, dc), *paper_avg,
+                             None if None in paper_avg else signed(paper_avg[0] - paper_avg[1], 1, dc)]))
+    notes = []
+    if len(order) >= 2:
+        notes.append(ttest_note(f"{labels['a']} vs {labels['b']}, over {len(order)} tasks",
+                                {t: scale * means[a][t] for t in order}, {t: scale * means[b][t] for t in order},
+                                confidence, dc))
+    xa, xb = pair_scores(seed_scores(records), a, b, order, scale)
+    if len(xa) >= 2:
+        notes.append(ttest_note(f"{labels['a']} vs {labels['b']}, over {len(xa)} (task, seed) pairs", xa, xb,
+                                confidence, dc, unit="pairs"))
+    if base in means and all(t in means[base] for t in order) and len(order) >= 2:
+        notes.append(ttest_note(f"{labels['a']} vs {labels['base']}, over {len(order)} tasks",
+                                {t: scale * means[a][t] for t in order}, {t: scale * means[base][t] for t in order},
+                                confidence, dc))
+    notes.append(compute_line(runs, records, {labels[k]: models[k] for k in ("base", "a", "b")}, dc))
+    header = ["Task", labels["a"], labels["b"], labels["base"], Latex(r"$\Delta$"),
+              f"{labels['a']} (paper)", f"{labels['b']} (paper)", Latex(r"$\Delta$ (paper)")]
+    return booktabs_table(header, rows, caption, label, decimals=1, decimal_comma=dc, best_columns=[0, 1, 2],
+                          midrule_before=(len(rows) - 1,), notes=notes)
+
+
+def study_gain_series(records: Sequence[ResultRecord], reference: Sequence[ResultRecord], a: str, b: str,
+                      paper: tuple[str, str], tasks: Sequence[str], study: str,
+                      scale: float = 100.0) -> dict[str, dict[str, float]]:
+    """``{"paper (Base)": {task: gain}, study: {task: gain}}`` of a minus b, on the study's tasks."""
+    from mcbio.results.paper_tables import of_table
+
+    out: dict[str, dict[str, float]] = {}
+    refs = of_table(reference, "3") + of_table(reference, "4")
+    published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
+    mine = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(records).items()}
+    for name, src, x, y in (("paper", published, *paper), (study, mine, a, b)):
+        common = [t for t in tasks if t in src.get(x, {}) and t in src.get(y, {})]
+        if common:
+            out[name] = {t: scale * (src[x][t] - src[y][t]) for t in common}
+    return out
+
+
+def study_table_of(spec, store, confidence: float = 0.95, decimal_comma: bool = False) -> str:
+    """The table of ``spec`` (a :class:`mcbio.config.report.StudyTable`) from the store's records."""
+    models = {"a": spec.a, "b": spec.b, "base": spec.base}
+    labels = {"a": spec.label_a, "b": spec.label_b, "base": spec.label_base}
+    caption = (f"Study {spec.experiment}: {spec.label_a} vs {spec.label_b} from the same base model (same data, "
+               "order and budget), test sets, mean over seeds; the published Base pair beside it")
+    return study_table(store.records(spec.experiment), store.reference_records(), store.runs(), models, labels,
+                       (spec.paper_a, spec.paper_b), spec.tasks, caption, f"tab:{spec.experiment}", confidence,
+                       decimal_comma)
+
+
+def study_figure(spec, store, figures_dir: str | Path) -> list[Path]:
+    """``gain_<experiment>.png/.pdf``: a minus b per task, the study's and the published pair's."""
+    from mcbio.results.figures import gain_comparison_figure
+    from mcbio.results.paper import TASK_LABELS
+
+    series = study_gain_series(store.records(spec.experiment), store.reference_records(), spec.a, spec.b,
+                               (spec.paper_a, spec.paper_b), spec.tasks, spec.experiment)
+    return gain_comparison_figure(series, TASK_LABELS, f"{spec.experiment}: {spec.label_a} minus {spec.label_b}, "
+                                  "per task", Path(figures_dir) / f"gain_{spec.experiment}")
+
+
+def write_study_outputs(spec, results_dir: str | Path, out_dir: str | Path, confidence: float = 0.95,
+                        decimal_comma: bool = False) -> list[Path]:
+    """The study's table and gain figure under ``out_dir`` (its own report element)."""
+    from mcbio.results.records import ResultStore
+
+    store = ResultStore(results_dir)
+    table = study_table_of(spec, store, confidence, decimal_comma)
+    return [write_table(table, Path(out_dir) / f"table4_{spec.experiment}.tex"), *study_figure(spec, store, out_dir)]
