@@ -93,3 +93,14 @@ def json_marker_matches(path: str | Path, **expected: Any) -> bool:
     except json.JSONDecodeError:
         return False
     return isinstance(data, dict) and all(data.get(k) == v for k, v in expected.items())
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (checkpoints are large)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

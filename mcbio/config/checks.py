@@ -24,9 +24,14 @@ class Problems:
     its curated shards). They may be absent at launch; checks accept them as they will be.
     """
 
-    def __init__(self, produced: Iterable[str | Path] = ()) -> None:
-        self.items: list[str] = []
+    def __init__(self, produced: Iterable[str | Path] = (), prefix: str = "", items: list[str] | None = None) -> None:
+        self.items: list[str] = [] if items is None else items
         self.produced = tuple(Path(p).expanduser().resolve() for p in produced)
+        self.prefix = prefix
+
+    def section(self, prefix: str) -> "Problems":
+        """A view adding into the same list, its keys prefixed (a study's ``curation.`` section)."""
+        return Problems(self.produced, self.prefix + prefix, self.items)
 
     def pending(self, path: str | Path) -> bool:
         """``path`` does not exist yet, and an earlier stage of the plan writes it (or a folder above it)."""
@@ -34,6 +39,7 @@ class Problems:
         return not path.exists() and any(path == p or p in path.parents for p in self.produced)
 
     def add(self, key: str, message: str) -> None:
+        key = self.prefix + key if key else self.prefix.rstrip(".")
         line = f"'{key}': {message}" if key else message
         if line not in self.items:
             self.items.append(line)

@@ -141,6 +141,12 @@ class ReportRunConfig(RunConfig):
 
         if not 0 < self.confidence < 1:
             raise ConfigError("'confidence' must be in (0, 1)")
+        for i, study in enumerate(self.studies):
+            for key in ("experiment", "a", "b", "base"):
+                if not getattr(study, key):
+                    raise ConfigError(f"'studies.{i}.{key}' is not set")
+            if not study.tasks:
+                raise ConfigError(f"'studies.{i}.tasks' is empty")
         for i, pair in enumerate(self.clm_vs_mlm):
             if not pair.paper_a or not pair.paper_b:
                 raise ConfigError(f"'clm_vs_mlm[{i}]' needs both 'paper_a' and 'paper_b' (published model names)")

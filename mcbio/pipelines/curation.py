@@ -115,8 +115,10 @@ def stage_tasks(cfg: CurationRunConfig) -> list[tuple[str, int]]:
     return out
 
 
-def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext) -> Plan:
-    problems = Problems(produced=ctx.produced)
+def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext, problems: Problems | None = None) -> Plan:
+    """The plan; its launch checks raise here, or go into ``problems`` when given (a study collects them)."""
+    own = problems is None
+    problems = Problems(produced=ctx.produced) if own else problems
     for name, src in cfg.active_sources().items():
         check_path(problems, f"sources.{name}.path", src.path)
     if cfg.pack.tokenizer:
@@ -127,7 +129,8 @@ def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext) -> Plan:
         check_path(problems, "llm.model", cfg.llm.model, "dir")
     if cfg.decontamination.enabled:
         check_decontamination(cfg, problems)
-    problems.raise_if_any(f"the curation '{cfg.name}'")
+    if own:
+        problems.raise_if_any(f"the curation '{cfg.name}'")
     run_dir = run_dir_of(cfg)
     element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir))
     paths = CurationPaths(run_dir)

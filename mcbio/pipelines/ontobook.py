@@ -73,14 +73,17 @@ def merge_ontobook(cfg: OntobookRunConfig) -> dict:
     return {"out_dir": cfg.out_dir, **summary}
 
 
-def plan_ontobook(cfg: OntobookRunConfig, ctx: LaunchContext) -> Plan:
-    problems = Problems()
+def plan_ontobook(cfg: OntobookRunConfig, ctx: LaunchContext, problems: Problems | None = None) -> Plan:
+    """The plan; its launch checks raise here, or go into ``problems`` when given (a study collects them)."""
+    own = problems is None
+    problems = Problems(produced=ctx.produced) if own else problems
     plan = shard_plan(cfg)
     shared = str(Path(cfg.paths.shared_data).expanduser().resolve()) if cfg.paths.shared_data else None
     for name in plan:
         with problems.collect(f"ontologies.{name}.path"):
             resolve_source_path(name, cfg.ontologies[name].path, shared)
-    problems.raise_if_any(f"the OntoBook run '{cfg.name}'")
+    if own:
+        problems.raise_if_any(f"the OntoBook run '{cfg.name}'")
     run_dir = run_dir_of(cfg)
     # Elements may start in another folder: they get the absolute data root.
     element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir), paths=dataclasses.replace(cfg.paths, shared_data=shared))

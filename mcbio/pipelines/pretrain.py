@@ -152,9 +152,9 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
     started = time.time()
     logger = composer_wandb_logger(cfg.tracking, name, out_dir, "pretrain", to_container(cfg))
     res = cfg.resources
-    hf_model, tokenizer, _ = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,
-                                      expected_world_size=res.nodes * res.gpus_per_node,
-                                      loggers=[logger] if logger else [])
+    hf_model, tokenizer, _, resumed_at = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,
+                                                  expected_world_size=res.nodes * res.gpus_per_node,
+                                                  loggers=[logger] if logger else [])
     if dist.get_global_rank() != 0:
         return {"rank": dist.get_global_rank()}
     hf_dir = out_dir / "hf"
@@ -165,9 +165,28 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
     ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve()).add_run(RunRecord(
         model=name, config_hash=run_hash, gpu_hours=gpus * wall_s / 3600.0, num_gpus=gpus, wall_s=round(wall_s, 3),
         gpu_type=os.environ.get("MCBIO_GPU_TYPE", "H100" if gpus else "cpu"), commit=git_commit(),
-        extra={"cpu_hours": round(res.nodes * res.tasks_per_node * res.cpus_per_task * wall_s / 3600.0, 4)}), name)
+        extra={"cpu_hours": round(res.nodes * res.tasks_per_node * res.cpus_per_task * wall_s / 3600.0, 4),
+               "resumed_at_batch": resumed_at, **run_inputs(cfg, out_dir)}), name)
     write_json_atomic(hf_dir / RUN_MARKER, {"run": name, "config_hash": run_hash, "commit": git_commit()})
     return {"hf": str(hf_dir), "config_hash": run_hash, "wall_s": round(wall_s, 1)}
+
+
+def run_inputs(cfg: PretrainRunConfig, out_dir: Path) -> dict:
+    """What the run read, by content hash (the checkpoint it started from, the shards), and the
+    tokens of each phase: a study checks with these that its arms share a base and a corpus."""
+    from mcbio.files import sha256_file
+    from mcbio.train.phases import plan_phases
+
+    tokens_per_batch = cfg.train.global_batch_size * cfg.data.seq_len
+    out: dict = {"tokens_per_phase": {p.name: p.num_batches * tokens_per_batch
+                                      for p in plan_phases(cfg.train.phases, tokens_per_batch)}}
+    if cfg.model.init_from:
+        weights = sorted(Path(cfg.model.init_from).glob("*.safetensors")) or sorted(Path(cfg.model.init_from).glob("*.bin"))
+        out["init_from"] = {"path": cfg.model.init_from, "sha256": {w.name: sha256_file(w) for w in weights}}
+    shards = Path(cfg.data.shards) if cfg.data.shards else out_dir / "data" / f"packed-{cfg.data.seq_len}"
+    if (shards / "index.json").is_file():
+        out["shards"] = {"path": str(shards), "index_sha256": sha256_file(shards / "index.json")}
+    return out
 
 
 def run_table(cfg: RunTableConfig) -> str:

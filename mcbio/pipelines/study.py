@@ -124,18 +124,17 @@ def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
     stages: list[Stage] = []
 
     base = base_config(cfg, paths)
-    pretrain, _, _, _ = pretraining_stages(base, problems)
+    pretrain, _, _, _ = pretraining_stages(base, problems.section("base."))
     stages.append(Stage("base-pretrain", tuple(pretrain), base.resources))
-    stages += _prefixed("ontobook", plan_ontobook(ontobook_config(cfg, paths), inner_ctx), ())
+    stages += _prefixed("ontobook", plan_ontobook(ontobook_config(cfg, paths), inner_ctx, problems.section("ontobook.")), ())
     ontobook_stages = tuple(s.name for s in stages if s.name.startswith("ontobook-"))
-    with problems.collect("curation"):
-        curation = plan_curation(curation_config(cfg, paths), inner_ctx)
-        stages += _prefixed("curation", curation, ("base-pretrain", *ontobook_stages))
+    curation = plan_curation(curation_config(cfg, paths), inner_ctx, problems.section("curation."))
+    stages += _prefixed("curation", curation, ("base-pretrain", *ontobook_stages))
     curation_stages = tuple(s.name for s in stages if s.name.startswith("curation-"))
     models = {"base": (run_name(base), str(paths.base_export))}
     for arm in cfg.arms:
         arm_cfg = arm_config(cfg, paths, arm)
-        pretrain, _, _, _ = pretraining_stages(arm_cfg, problems)
+        pretrain, _, _, _ = pretraining_stages(arm_cfg, problems.section("continued."))
         stages.append(Stage(f"{arm}-pretrain", tuple(pretrain), arm_cfg.resources,
                             after=("base-pretrain", *curation_stages)))
         models[arm] = (run_name(arm_cfg), str(paths.arm(arm) / "hf"))

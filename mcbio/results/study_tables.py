@@ -143,6 +143,8 @@ def study_figure(spec, store, figures_dir: str | Path) -> list[Path]:
 
     series = study_gain_series(store.records(spec.experiment), store.reference_records(), spec.a, spec.b,
                                (spec.paper_a, spec.paper_b), spec.tasks, spec.experiment)
+    if spec.experiment not in series:
+        raise ValueError(f"study figure: no records of both {spec.a} and {spec.b} in '{spec.experiment}'")
     return gain_comparison_figure(series, TASK_LABELS, f"{spec.experiment}: {spec.label_a} minus {spec.label_b}, "
                                   "per task", Path(figures_dir) / f"gain_{spec.experiment}")
 

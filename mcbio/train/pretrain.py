@@ -169,12 +169,13 @@ def build_trainer(data_cfg: PretrainDataConfig, train_cfg: TrainConfig, model: E
 
 def pretrain(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, train_cfg: TrainConfig, out_dir: Path, *,
              run_name: str, expected_world_size: int = 0, loggers: Sequence[LoggerDestination] = (),
-             ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, EncoderPretrainingModel]:
+             ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, EncoderPretrainingModel, int]:
     """Train every phase of ``train_cfg`` in ``out_dir`` (resuming from its checkpoints).
 
     ``run_name``: Composer's run name (checkpoint autoresume needs one); ``expected_world_size``:
     the GPUs the job asked for, checked against the ranks running (0 = no check);
-    ``loggers``: Composer logger destinations built by the caller.
+    ``loggers``: Composer logger destinations built by the caller. Also returns the batch the
+    run resumed at (0 for a fresh start).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     # The process group is formed here rather than by the Trainer (which then reuses it),
@@ -190,9 +191,12 @@ def pretrain(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, train_cfg: Tr
                             expected_world_size=expected_world_size, loggers=loggers)
     # A requeued or re-launched run whose checkpoint already reached max_duration has
     # nothing left to train (Composer refuses such a fit); its weights are loaded.
+    resumed_at = int(trainer.state.timestamp.batch)
+    if resumed_at:
+        log.info("resumed from a checkpoint at batch %d", resumed_at)
     if trainer.state.timestamp < trainer.state.max_duration:
         trainer.fit()
     else:
         log.info("training already complete at %s: nothing to resume", trainer.state.timestamp.batch)
     trainer.close()
-    return hf_model, tokenizer, model
+    return hf_model, tokenizer, model, resumed_at
