@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--vocab", type=int, default=12000)
+    parser.add_argument("--vocab", type=int, default=8192, help="the study's base.model.vocab_size")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--documents", type=int, default=400)
     args = parser.parse_args()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from mcbio.results.latex import Latex, booktabs_table, escape, fmt, write_table
-from mcbio.results.paper_tables import _mean_cell, _task_label, need, signed, ttest_note
+from mcbio.results.paper_tables import _mean_cell, _task_label, of_table, signed, ttest_note
 from mcbio.results.records import ResultRecord, RunRecord
 from mcbio.results.tables import seed_values, unique_records
 
@@ -66,7 +66,9 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
     missing = [m for m in (a, b) if m not in means]
     if missing:
         raise ValueError(f"study table: no records for {', '.join(missing)}")
-    refs = need(reference, "3") + need(reference, "4")
+    # The published pair comes from the store's reference records; a store without them
+    # (a study writing elsewhere) shows the study alone.
+    refs = of_table(reference, "3") + of_table(reference, "4")
     published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
     pa, pb = paper
     order = [t for t in tasks if t in means[a] and t in means[b]]
@@ -102,6 +104,9 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
                                 {t: scale * means[a][t] for t in order}, {t: scale * means[base][t] for t in order},
                                 confidence, dc))
     notes.append(compute_line(runs, records, {labels[k]: models[k] for k in ("base", "a", "b")}, dc))
+    if not refs:
+        notes.append(r"Published columns empty: this results store has no reference records "
+                     r"(\texttt{python -m mcbio.results reference}).")
     header = ["Task", labels["a"], labels["b"], labels["base"], Latex(r"$\Delta$"),
               f"{labels['a']} (paper)", f"{labels['b']} (paper)", Latex(r"$\Delta$ (paper)")]
     return booktabs_table(header, rows, caption, label, decimals=1, decimal_comma=dc, best_columns=[0, 1, 2],
@@ -112,8 +117,6 @@ def study_gain_series(records: Sequence[ResultRecord], reference: Sequence[Resul
                       paper: tuple[str, str], tasks: Sequence[str], study: str,
                       scale: float = 100.0) -> dict[str, dict[str, float]]:
     """``{"paper (Base)": {task: gain}, study: {task: gain}}`` of a minus b, on the study's tasks."""
-    from mcbio.results.paper_tables import of_table
-
     out: dict[str, dict[str, float]] = {}
     refs = of_table(reference, "3") + of_table(reference, "4")
     published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}

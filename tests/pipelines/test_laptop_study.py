@@ -121,7 +121,7 @@ def check_study_outputs(root: Path, results: Path, seeds: tuple[int, ...] = (42,
         (run,) = run_records(results, f"laptop_study-{arm}-smoke")[-1:]
         assert run["extra"]["init_from"]["sha256"] == {"model.safetensors": base_weights}
         assert run["extra"]["shards"] == {"path": str(root / "curation" / "shards"), "index_sha256": shards_index}
-        assert list(run["extra"]["tokens_per_phase"]) == ["stable", "decay"]
+        assert set(run["extra"]["tokens_per_phase"]) == {"stable", "decay"}
     stats = json.loads((root / "curation" / "curation_stats.json").read_text())
     assert stats["mix"]["groups"]["ontobook"]["documents"] > 0  # OntoBook's output reached the mix
     assert set(stats["decontamination"]["tasks"]) == {"quaero_medline", "morfitt"}
@@ -183,7 +183,7 @@ def test_a_killed_study_relaunched_redoes_only_unfinished_work(shared_data, tmp_
     # Longer arms with frequent checkpoints, so the kill lands inside phase 1 of clm_detour.
     args = ["preset=smoke", f"out_dir={out}", f"evaluation.results_dir={results}", f"paths.shared_data={shared_data}",
             "arms.clm_detour.tokens=98304", "arms.mlm_control.tokens=98304", "continued.train.checkpoint.save_interval=4ba",
-            "evaluation.seeds=[42,43]"]
+            ]
     checkpoints = out / "clm_detour" / "checkpoints"
     first = start(args, tmp_path / "first.log")
     # latest-rank0.pt is linked once a checkpoint is completely written.
@@ -193,7 +193,7 @@ def test_a_killed_study_relaunched_redoes_only_unfinished_work(shared_data, tmp_
     second = start(args, tmp_path / "second.log")
     kill_when(second, lambda: len(primary_records(results)) >= 2, "two evaluation records")
     before = {(r["model"], r["task"], r["seed"]): r["timestamp"] for r in primary_records(results)}
-    assert 2 <= len(before) < 12
+    assert 2 <= len(before) < 6
 
     third = subprocess.run([sys.executable, str(REPO / "experiments" / "laptop_study" / "launch.py"), *args],
                            capture_output=True, text=True, cwd=REPO, timeout=1200)
@@ -208,7 +208,7 @@ def test_a_killed_study_relaunched_redoes_only_unfinished_work(shared_data, tmp_
     # The last relaunch ran only the evaluations not recorded before the second kill.
     after = primary_records(results)
     keys = [(r["model"], r["task"], r["seed"]) for r in after]
-    assert len(keys) == len(set(keys)) == 12
+    assert len(keys) == len(set(keys)) == 6
     assert all(r["timestamp"] == before[k] for r, k in zip(after, keys) if k in before)
-    assert f"running {12 - len(before)} element(s) locally" in third.stdout
-    check_study_outputs(out, results, seeds=(42, 43))
+    assert f"running {6 - len(before)} element(s) locally" in third.stdout
+    check_study_outputs(out, results)
