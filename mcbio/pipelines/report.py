@@ -144,7 +144,7 @@ def generate_report(cfg: ReportRunConfig) -> dict:
     """
     from mcbio.results.figures import gain_comparison_figure
     from mcbio.results.paper import TASK_LABELS
-    from mcbio.results.study_tables import study_figure, study_table_of
+    from mcbio.results.study_tables import study_figure, study_overlap_of, study_table_of
     from mcbio.results.paper_tables import (
         ablation_paper_table,
         carbon_paper_table,
@@ -211,6 +211,7 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         "CLM detour vs MLM control (same data, budget and data order)", "tab:clm_vs_mlm", cfg.confidence, dc, cfg.scale))
     for spec in cfg.studies:
         emit(f"table4_{spec.experiment}", lambda spec=spec: study_table_of(spec, store, cfg.confidence, dc))
+        emit(f"overlap_{spec.experiment}", lambda spec=spec: study_overlap_of(spec, store, dc))
     emit("table5_carbon", lambda: carbon_paper_table(
         reference, store.runs(), cfg.carbon.tdp_w, cfg.carbon.pue, cfg.carbon.grid_g_per_kwh,
         "Carbon footprint of pretraining", "tab:carbon", dc))

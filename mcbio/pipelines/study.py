@@ -105,11 +105,19 @@ class StudyTableJob:
     out_dir: str
     confidence: float
     decimal_comma: bool
+    curation_stats: str
 
 
 def study_table_element(job: StudyTableJob) -> dict:
-    from mcbio.results.study_tables import write_study_outputs
+    """The study's curation statistics into the store (``curation/<study>.json``), then its tables."""
+    import json
 
+    from mcbio.files import write_json_atomic
+    from mcbio.results.records import ResultStore
+    from mcbio.results.study_tables import curation_stats_path, write_study_outputs
+
+    stats = json.loads(Path(job.curation_stats).read_text(encoding="utf-8"))
+    write_json_atomic(curation_stats_path(ResultStore(job.results_dir), job.spec.experiment), stats)
     written = write_study_outputs(job.spec, job.results_dir, job.out_dir, job.confidence, job.decimal_comma)
     return {"written": [str(p) for p in written]}
 
@@ -150,7 +158,8 @@ def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
         spec = StudyTable(experiment=name, a=models[r.a][0], b=models[r.b][0], base=models["base"][0], label_a=r.a,
                           label_b=r.b, label_base="base", paper_a=r.paper_a, paper_b=r.paper_b, tasks=list(specs))
         store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
-        job = StudyTableJob(spec, str(store.root), str(paths.tables), r.confidence, r.decimal_comma)
+        job = StudyTableJob(spec, str(store.root), str(paths.tables), r.confidence, r.decimal_comma,
+                            str(paths.curation / "curation_stats.json"))
         table = paths.tables / f"table4_{name}.tex"
         stages.append(Stage("report", (Element(
             key=element_name("report", name), entry="mcbio.pipelines.study:study_table_element", cfg=job,

@@ -128,6 +128,31 @@ def study_gain_series(records: Sequence[ResultRecord], reference: Sequence[Resul
     return out
 
 
+def overlap_table(stats: Mapping, caption: str, label: str, decimal_comma: bool = False) -> str:
+    """The decontamination report of a study's curation: documents and tokens dropped per mix group
+    for sharing an n-gram with a test split, and test examples touched per task."""
+    from mcbio.results.paper_tables import _task_label as task_label
+
+    dc = decimal_comma
+    rows: list[tuple[str, list]] = []
+    for group, d in sorted(stats["documents"].items()):
+        share = d["tokens_dropped"] / d["tokens_in"] if d["tokens_in"] else 0.0
+        rows.append((f"group {group}", [str(d["in"]), str(d["dropped"]), str(d["tokens_in"]), str(d["tokens_dropped"]),
+                                        fmt(100 * share, 1, dc)]))
+    n_groups = len(rows)
+    for task, t in sorted(stats["tasks"].items()):
+        dropped = stats.get("dropped_by_task", {}).get(task, 0)
+        rows.append((f"test split {task_label(task)}", [str(t["examples"]), str(t["examples_hit"]), "--", str(dropped),
+                                                       fmt(100 * t["share_hit"], 1, dc)]))
+    note = (f"{stats['ngram']}-grams of lower-cased words. Groups: pretraining documents in, dropped (sharing at least "
+            f"one n-gram with a {escape(stats['split'])} split), tokens in and dropped, share of tokens dropped. Test "
+            "splits: documents (or examples), how many share an n-gram with the pretraining text, the pretraining "
+            "documents dropped for them, share of the split touched.")
+    return booktabs_table(["", "in / examples", "dropped / hit", "tokens in", "tokens dropped / docs", Latex(r"\%")],
+                          rows, caption, label, bold_best=None, midrule_before=(n_groups,), notes=[note],
+                          column_align="lrrrrr")
+
+
 def study_table_of(spec, store, confidence: float = 0.95, decimal_comma: bool = False) -> str:
     """The table of ``spec`` (a :class:`mcbio.config.report.StudyTable`) from the store's records."""
     models = {"a": spec.a, "b": spec.b, "base": spec.base}
@@ -152,11 +177,33 @@ def study_figure(spec, store, figures_dir: str | Path) -> list[Path]:
                                   "per task", Path(figures_dir) / f"gain_{spec.experiment}")
 
 
+def curation_stats_path(store, experiment: str) -> Path:
+    """Where a study keeps its curation statistics in the results store (its overlap report's input)."""
+    return Path(store.root) / "curation" / f"{experiment}.json"
+
+
+def study_overlap_of(spec, store, decimal_comma: bool = False) -> str:
+    import json
+
+    path = curation_stats_path(store, spec.experiment)
+    if not path.is_file():
+        raise FileNotFoundError(f"no curation statistics of '{spec.experiment}' at {path}")
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    if "decontamination" not in stats:
+        raise ValueError(f"{path}: the curation ran without decontamination")
+    return overlap_table(stats["decontamination"], f"Study {spec.experiment}: overlap of the pretraining mix with "
+                         "the evaluation test splits, before mixing", f"tab:overlap_{spec.experiment}", decimal_comma)
+
+
 def write_study_outputs(spec, results_dir: str | Path, out_dir: str | Path, confidence: float = 0.95,
                         decimal_comma: bool = False) -> list[Path]:
-    """The study's table and gain figure under ``out_dir`` (its own report element)."""
+    """The study's table, overlap table (when its curation statistics are in the store) and gain figure
+    under ``out_dir`` (its own report element)."""
     from mcbio.results.records import ResultStore
 
     store = ResultStore(results_dir)
-    table = study_table_of(spec, store, confidence, decimal_comma)
-    return [write_table(table, Path(out_dir) / f"table4_{spec.experiment}.tex"), *study_figure(spec, store, out_dir)]
+    out = Path(out_dir)
+    written = [write_table(study_table_of(spec, store, confidence, decimal_comma), out / f"table4_{spec.experiment}.tex")]
+    if curation_stats_path(store, spec.experiment).is_file():
+        written.append(write_table(study_overlap_of(spec, store, decimal_comma), out / f"overlap_{spec.experiment}.tex"))
+    return written + study_figure(spec, store, out)

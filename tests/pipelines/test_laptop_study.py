@@ -134,6 +134,11 @@ def check_study_outputs(root: Path, results: Path, seeds: tuple[int, ...] = (42,
         cells = [c.strip() for c in task_row.rstrip("\\ ").split("&")]
         assert all(c != "--" for c in cells[1:5]), task_row  # detour, control, base and the gap
     assert "(task, seed) pairs" in table and "Compute: pretraining base" in table
+    # The overlap report: the curation's statistics kept in the store, and their table.
+    kept = json.loads((results / "curation" / f"{SMOKE}.json").read_text())
+    assert kept["decontamination"] == stats["decontamination"]
+    overlap = (root / "tables" / f"overlap_{SMOKE}.tex").read_text()
+    assert "group ontobook" in overlap and "test split" in overlap
 
 
 @pytest.mark.slurm

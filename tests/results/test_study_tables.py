@@ -88,3 +88,17 @@ def test_without_reference_records_the_published_columns_are_empty_and_said_so(s
 def test_a_study_without_records_is_an_error_naming_the_models(tmp_path):
     with pytest.raises(ValueError, match="st-a, st-b"):
         study_table_of(SPEC, ResultStore(tmp_path / "empty"))
+
+
+def test_the_overlap_report_lists_drops_per_group_and_hits_per_test_split():
+    from mcbio.results.study_tables import overlap_table
+
+    stats = {"ngram": 13, "split": "test",
+             "documents": {"emea": {"in": 10, "dropped": 4, "tokens_in": 1000, "tokens_dropped": 250},
+                           "articles": {"in": 5, "dropped": 0, "tokens_in": 500, "tokens_dropped": 0}},
+             "tasks": {"quaero_emea": {"examples": 15, "examples_hit": 3, "share_hit": 0.2}},
+             "dropped_by_task": {"quaero_emea": 4}}
+    table = overlap_table(stats, "cap", "tab:x")
+    assert r"group emea & 10 & 4 & 1000 & 250 & 25.0 \\" in table
+    assert r"group articles & 5 & 0 & 500 & 0 & 0.0 \\" in table
+    assert r"test split EMEA & 15 & 3 & -- & 4 & 20.0 \\" in table
