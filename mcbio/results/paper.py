@@ -39,7 +39,8 @@ PAPER_TASK_NAMES = {
 }
 # Registry name -> the paper's label, in the paper's order (Table 3).
 TASK_LABELS = {"diamed": "DiaMed", "fracco_30": "FrACCO-30", "fracco_100": "FrACCO-100", "cantemist": "CANTEMIST",
-               "distemist": "DisTEMIST", "meddialog_fr": "MedDialog", "quaero_emea": "EMEA", "quaero_medline": "Medline"}
+               "distemist": "DisTEMIST", "meddialog_fr": "MedDialog", "quaero_emea": "EMEA", "quaero_medline": "Medline",
+               "morfitt": "MORFITT"}
 TASK_TYPES = {"single_label": "CLS", "multi_label": "Multi", "ner": "NER"}
 
 PAPER_MODELS = ["ModernCamemBERT-bio-base", "ModernCamemBERT-bio-large", "ModernCamemBERT", "CamemBERT-bio",

@@ -244,6 +244,12 @@ def carbon_paper_table(reference: Iterable[ResultRecord], runs: Iterable[RunReco
                              escape(str(m["gpu_hours"].extra.get("row_source", "")))]))
     n_paper = len(rows)
     for run in sorted(runs, key=lambda r: r.model):
+        if not run.num_gpus:  # a CPU run: its CPU-hours, no GPU power model applies
+            cpu_h = float(run.extra.get("cpu_hours", 0.0))
+            rows.append((f"{run.model} ({REPO})", [fmt(run.wall_s / 3600, 1, decimal_comma),
+                                                     escape(f"CPU, {fmt(cpu_h, 2, decimal_comma)} CPU-h"),
+                                                     None, None, None, REPO]))
+            continue
         est = carbon_footprint(run.gpu_hours, tdp_w, pue, grid_g_per_kwh)
         rows.append((f"{run.model} ({REPO})", [fmt(run.wall_s / 3600, 1, decimal_comma),
                                                  escape(f"{run.num_gpus}x{run.gpu_type}"),

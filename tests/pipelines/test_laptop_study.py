@@ -130,7 +130,7 @@ def check_study_outputs(root: Path, results: Path, seeds: tuple[int, ...] = (42,
     assert primary == {(f"laptop_study-{m}-smoke", t, seed) for m in ("base", *ARMS)
                        for t in ("quaero_medline", "morfitt") for seed in seeds}
     table = (root / "tables" / f"table4_{SMOKE}.tex").read_text()
-    for task_row in (line for line in table.splitlines() if line.startswith(("Medline &", "morfitt &"))):
+    for task_row in (line for line in table.splitlines() if line.startswith(("Medline &", "MORFITT &"))):
         cells = [c.strip() for c in task_row.rstrip("\\ ").split("&")]
         assert all(c != "--" for c in cells[1:5]), task_row  # detour, control, base and the gap
     assert "(task, seed) pairs" in table and "Compute: pretraining base" in table
