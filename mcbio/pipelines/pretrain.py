@@ -176,6 +176,7 @@ def run_inputs(cfg: PretrainRunConfig, out_dir: Path) -> dict:
     tokens of each phase: a study checks with these that its arms share a base and a corpus."""
     from mcbio.files import sha256_file
     from mcbio.train.phases import plan_phases
+    from mcbio.train.pretrain import packed_data_dir
 
     tokens_per_batch = cfg.train.global_batch_size * cfg.data.seq_len
     out: dict = {"tokens_per_phase": {p.name: p.num_batches * tokens_per_batch
@@ -183,7 +184,7 @@ def run_inputs(cfg: PretrainRunConfig, out_dir: Path) -> dict:
     if cfg.model.init_from:
         weights = sorted(Path(cfg.model.init_from).glob("*.safetensors")) or sorted(Path(cfg.model.init_from).glob("*.bin"))
         out["init_from"] = {"path": cfg.model.init_from, "sha256": {w.name: sha256_file(w) for w in weights}}
-    shards = Path(cfg.data.shards) if cfg.data.shards else out_dir / "data" / f"packed-{cfg.data.seq_len}"
+    shards = packed_data_dir(cfg.data, out_dir)
     if (shards / "index.json").is_file():
         out["shards"] = {"path": str(shards), "index_sha256": sha256_file(shards / "index.json")}
     return out

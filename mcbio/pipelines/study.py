@@ -23,7 +23,7 @@ from mcbio.config.schema import PretrainRunConfig, RunConfig
 from mcbio.config.report import StudyTable
 from mcbio.config.study import StudyConfig, arm_train
 from mcbio.data.ontobook.build import DOCUMENTS
-from mcbio.pipelines.curation import plan_curation
+from mcbio.pipelines.curation import CurationPaths, plan_curation
 from mcbio.pipelines.evaluate import caps_notes, evaluation_elements, resolve_suite
 from mcbio.pipelines.ontobook import plan_ontobook
 from mcbio.pipelines.pretrain import pretraining_stages, table_is_fresh
@@ -87,7 +87,7 @@ def arm_config(cfg: StudyConfig, paths: StudyPaths, arm: str) -> PretrainRunConf
                              train=arm_train(cfg.continued.train, cfg.arms[arm]), evaluation=cfg.evaluation)
 
 
-def _prefixed(step: str, plan: Plan, after: tuple[str, ...]) -> list[Stage]:
+def _step_stages(step: str, plan: Plan, after: tuple[str, ...]) -> list[Stage]:
     """A step's stages named ``<step>-<stage>``; its first stages wait for ``after``."""
     out = []
     for s in plan.stages:
@@ -134,11 +134,13 @@ def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
     base = base_config(cfg, paths)
     pretrain, _, _, _ = pretraining_stages(base, problems.section("base."))
     stages.append(Stage("base-pretrain", tuple(pretrain), base.resources))
-    stages += _prefixed("ontobook", plan_ontobook(ontobook_config(cfg, paths), inner_ctx, problems.section("ontobook.")), ())
-    ontobook_stages = tuple(s.name for s in stages if s.name.startswith("ontobook-"))
-    curation = plan_curation(curation_config(cfg, paths), inner_ctx, problems.section("curation."))
-    stages += _prefixed("curation", curation, ("base-pretrain", *ontobook_stages))
-    curation_stages = tuple(s.name for s in stages if s.name.startswith("curation-"))
+    ontobook = _step_stages("ontobook", plan_ontobook(ontobook_config(cfg, paths), inner_ctx,
+                                                      problems.section("ontobook.")), ())
+    curation = _step_stages("curation", plan_curation(curation_config(cfg, paths), inner_ctx,
+                                                      problems.section("curation.")),
+                            ("base-pretrain", *(s.name for s in ontobook)))
+    stages += ontobook + curation
+    curation_stages = tuple(s.name for s in curation)
     models = {"base": (run_name(base), str(paths.base_export))}
     for arm in cfg.arms:
         arm_cfg = arm_config(cfg, paths, arm)
@@ -159,7 +161,7 @@ def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
                           label_b=r.b, label_base="base", paper_a=r.paper_a, paper_b=r.paper_b, tasks=list(specs))
         store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
         job = StudyTableJob(spec, str(store.root), str(paths.tables), r.confidence, r.decimal_comma,
-                            str(paths.curation / "curation_stats.json"))
+                            str(CurationPaths(paths.curation).stats))
         table = paths.tables / f"table4_{name}.tex"
         stages.append(Stage("report", (Element(
             key=element_name("report", name), entry="mcbio.pipelines.study:study_table_element", cfg=job,

@@ -32,12 +32,13 @@ def length_stats(lengths: Sequence[int], task: str, tokenizer: str, threshold: i
                        float(np.percentile(arr, 95)), int(arr.max()), float((arr > threshold).mean()), threshold)
 
 
-def task_texts(task_name: str, split: str, shared_data: str | None) -> list[str]:
-    """The texts of one split of a registered task (one per example; NER tokens joined by spaces)."""
+def task_texts(task_name: str, split: str, shared_data: str | None, tasks: dict | None = None) -> list[str]:
+    """The texts of one split of a task, registered or declared in ``tasks`` (one per example; NER
+    tokens joined by spaces)."""
     from mcbio.evaluate.run import read_split
     from mcbio.evaluate.tasks import get_task
 
-    examples = read_split(get_task(task_name), split, shared_data)
+    examples = read_split(get_task(task_name, tasks), split, shared_data)
     return [" ".join(first) if isinstance(first, list) else str(first) for first, _ in examples]
 
 
@@ -57,7 +58,7 @@ def task_documents(task_name: str, split: str, shared_data: str | None, tasks: d
         if not texts:
             raise ValueError(f"task '{task_name}': no .txt document in {folder}")
         return texts
-    return task_texts(task_name, split, shared_data)
+    return task_texts(task_name, split, shared_data, tasks)
 
 
 def token_lengths(texts: Iterable[str], tokenizer, special_tokens: bool = False) -> list[int]:

@@ -18,7 +18,7 @@ from mcbio.results.latex import Latex, booktabs_table, escape, fmt
 from mcbio.results.paper import TASK_LABELS, TASK_TYPES
 from mcbio.results.records import ResultRecord, RunRecord
 from mcbio.results.stats import mean_std, paired_ttest
-from mcbio.results.tables import seed_values
+from mcbio.results.tables import mean_scores, seed_values
 
 REPO = "this repository"
 
@@ -178,9 +178,9 @@ def clm_mlm_paper_table(reference: Iterable[ResultRecord], records: Iterable[Res
     """Table 4: per pair (label, repo CLM, repo MLM, paper CLM, paper MLM), tasks x (CLM, MLM, delta),
     the Average, and the paired t-test over tasks (mean gap, CI, p); the repository's panel beside it."""
     refs = need(reference, "3") + need(reference, "4")
-    published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
+    published = mean_scores(seed_values(refs, False))
     mine_vals = seed_values(records)
-    mine = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in mine_vals.items()}
+    mine = mean_scores(mine_vals)
     show_repo = any(a in mine and b in mine for _, a, b, _, _ in pairs)
     rows: list[tuple[str, list]] = []
     breaks: list[int] = []
@@ -390,8 +390,8 @@ def gain_series(reference: Iterable[ResultRecord], records: Iterable[ResultRecor
     """``{"paper": {task: gain}, "this repository": {...}}`` of CLM detour minus MLM control."""
     a, b, pa, pb = pair
     refs = of_table(reference, "3") + of_table(reference, "4")
-    published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
-    mine = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(records).items()}
+    published = mean_scores(seed_values(refs, False))
+    mine = mean_scores(seed_values(records))
     out: dict[str, dict[str, float]] = {}
     for name, src, x, y in (("paper", published, pa, pb), (REPO, mine, a, b)):
         if x in src and y in src:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from mcbio.results.latex import Latex, booktabs_table, escape, fmt, write_table
-from mcbio.results.paper_tables import _mean_cell, _task_label, of_table, signed, ttest_note
+from mcbio.results.paper_tables import REPO, _mean_cell, _task_label, gain_series, of_table, signed, ttest_note
 from mcbio.results.records import ResultRecord, RunRecord
-from mcbio.results.tables import seed_values, unique_records
+from mcbio.results.tables import mean_scores, seed_values, unique_records
 
 
 def seed_scores(records: Iterable[ResultRecord]) -> dict[str, dict[str, dict[int, float]]]:
@@ -61,7 +61,7 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
     """Per task: a, b, base (mean +- std over seeds), a - b, and the published pair's a, b, a - b."""
     dc = decimal_comma
     values = seed_values(records)
-    means = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in values.items()}
+    means = mean_scores(values)
     a, b, base = models["a"], models["b"], models["base"]
     missing = [m for m in (a, b) if m not in means]
     if missing:
@@ -69,7 +69,7 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
     # The published pair comes from the store's reference records; a store without them
     # (a study writing elsewhere) shows the study alone.
     refs = of_table(reference, "3") + of_table(reference, "4")
-    published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
+    published = mean_scores(seed_values(refs, False))
     pa, pb = paper
     order = [t for t in tasks if t in means[a] and t in means[b]]
     rows: list[tuple[str, list]] = []
@@ -113,21 +113,6 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
                           midrule_before=(len(rows) - 1,), notes=notes)
 
 
-def study_gain_series(records: Sequence[ResultRecord], reference: Sequence[ResultRecord], a: str, b: str,
-                      paper: tuple[str, str], tasks: Sequence[str], study: str,
-                      scale: float = 100.0) -> dict[str, dict[str, float]]:
-    """``{"paper (Base)": {task: gain}, study: {task: gain}}`` of a minus b, on the study's tasks."""
-    out: dict[str, dict[str, float]] = {}
-    refs = of_table(reference, "3") + of_table(reference, "4")
-    published = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(refs, False).items()}
-    mine = {m: {t: statistics.fmean(v) for t, v in tv.items()} for m, tv in seed_values(records).items()}
-    for name, src, x, y in (("paper", published, *paper), (study, mine, a, b)):
-        common = [t for t in tasks if t in src.get(x, {}) and t in src.get(y, {})]
-        if common:
-            out[name] = {t: scale * (src[x][t] - src[y][t]) for t in common}
-    return out
-
-
 def overlap_table(stats: Mapping, caption: str, label: str, decimal_comma: bool = False) -> str:
     """The decontamination report of a study's curation: documents and tokens dropped per mix group
     for sharing an n-gram with a test split, and test examples touched per task."""
@@ -169,8 +154,10 @@ def study_figure(spec, store, figures_dir: str | Path) -> list[Path]:
     from mcbio.results.figures import gain_comparison_figure
     from mcbio.results.paper import TASK_LABELS
 
-    series = study_gain_series(store.records(spec.experiment), store.reference_records(), spec.a, spec.b,
-                               (spec.paper_a, spec.paper_b), spec.tasks, spec.experiment)
+    series = gain_series(store.reference_records(), store.records(spec.experiment),
+                         (spec.a, spec.b, spec.paper_a, spec.paper_b), spec.tasks)
+    if REPO in series:
+        series[spec.experiment] = series.pop(REPO)
     if spec.experiment not in series:
         raise ValueError(f"study figure: no records of both {spec.a} and {spec.b} in '{spec.experiment}'")
     return gain_comparison_figure(series, TASK_LABELS, f"{spec.experiment}: {spec.label_a} minus {spec.label_b}, "

@@ -82,6 +82,11 @@ def prepare_tokenizer(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, out_
     return tokenizer
 
 
+def packed_data_dir(data_cfg: PretrainDataConfig, out_dir: Path) -> Path:
+    """The shards a run trains on: ``data.shards``, else the run's own packing of ``data.corpus``."""
+    return Path(data_cfg.shards) if data_cfg.shards else out_dir / "data" / f"packed-{data_cfg.seq_len}"
+
+
 def prepare_packed_data(data_cfg: PretrainDataConfig, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> PackedShards:
     """``data.shards``, else tokenise and pack ``data.corpus`` once into shards under the run (cached)."""
     if data_cfg.shards:
@@ -89,7 +94,7 @@ def prepare_packed_data(data_cfg: PretrainDataConfig, tokenizer: PreTrainedToken
         if shards.seq_len != data_cfg.seq_len:
             raise ValueError(f"data.shards: {data_cfg.shards} holds {shards.seq_len}-token rows but data.seq_len={data_cfg.seq_len}")
         return shards
-    cached = out_dir / "data" / f"packed-{data_cfg.seq_len}"
+    cached = packed_data_dir(data_cfg, out_dir)
     if (cached / "index.json").is_file():
         return PackedShards(cached)
     docs = iter_documents(data_cfg.corpus, data_cfg.max_documents)

@@ -45,16 +45,9 @@ def word_ngrams(text: str, n: int) -> Set[int]:
 def split_texts(task_name: str, split: str, shared_data: Optional[str],
                 declared_tasks: Optional[Mapping] = None) -> List[str]:
     """One text per example of a task's split; BRAT tasks (QUAERO) one per ``.txt`` document."""
-    from mcbio.evaluate.loaders import read_task_split
-    from mcbio.evaluate.tasks import get_task
     from mcbio.results.lengths import task_documents
 
-    task = get_task(task_name, dict(declared_tasks) if declared_tasks else None)
-    if task.format == "brat":
-        return task_documents(task_name, split, shared_data, dict(declared_tasks) if declared_tasks else None)
-    # Read here rather than through lengths.task_texts, which looks up built-in tasks only.
-    return [" ".join(first) if isinstance(first, list) else str(first)
-            for first, _ in read_task_split(task, split, shared_data)]
+    return task_documents(task_name, split, shared_data, dict(declared_tasks) if declared_tasks else None)
 
 
 class TestSplitIndex:
