@@ -89,6 +89,8 @@ class StudyConfig(RunConfig):
         for key in ("a", "b"):
             if getattr(self.report, key) not in self.arms:
                 raise ConfigError(f"'report.{key}' is {getattr(self.report, key)!r}, not an arm. Arms: {', '.join(self.arms)}")
+        if self.report.a == self.report.b:
+            raise ConfigError(f"'report.b' is 'report.a' ({self.report.a!r}): the table compares two different arms")
         if "base" in self.arms:
             raise ConfigError("'arms.base': 'base' names the study's base model; choose another arm name")
         first = next(iter(self.arms))

@@ -36,6 +36,7 @@ def load(*overrides: str):
     ("continued.data.shards=/x", "continued.data.shards"),
     ("curation.pack.tokenizer=/x", "curation.pack.tokenizer"),
     ("report.b=mlm_controll", "report.b"),
+    ("report.b=clm_detour", "report.b"),
     ("arms.clm_detour.mlm_probability=0.1", "continued.train.phases.stable.mlm_probability"),
     ("curation.mix.shares.articles=0.5", "curation.mix.shares"),
 ])
