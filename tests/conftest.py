@@ -34,7 +34,7 @@ def pytest_runtest_setup(item):
     if "slurm" in item.keywords and not slurm_reachable():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("CI=true but no Slurm is reachable (sbatch/sinfo): .ci/run must start it")
-        pytest.skip("no reachable Slurm (sbatch/sinfo); start one with .ci/start_slurm.sh")
+        pytest.skip("no reachable Slurm (sbatch/sinfo); start one with slurm/start_slurm.sh")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,11 +30,14 @@ def run(installed: Path, cwd: Path, *args: str, timeout: int = 600) -> subproces
 
 
 def test_the_installed_package_is_the_one_imported_and_ships_its_data(installed, tmp_path):
-    proc = run(installed, tmp_path, "-c", "import mcbio, mcbio.config.loader as l; print(mcbio.__file__); "
-               "print(sorted(p.name for p in l.PACKAGE_PROFILES.glob('*.yaml')))")
+    proc = run(installed, tmp_path, "-c", "import json, mcbio, mcbio.config.loader as l; print(mcbio.__file__); "
+               "print(l.find_profile('jean_zay_a100')); "
+               "print(json.dumps({p.name: p.read_text() for p in l.PACKAGE_PROFILES.glob('*.yaml')}))")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0].startswith(str(installed))
-    assert "jean_zay_h100.yaml" in proc.stdout and "local_slurm.yaml" in proc.stdout
+    module, profile, shipped = proc.stdout.splitlines()
+    assert module.startswith(str(installed)) and profile.startswith(str(installed))
+    # The package carries the files of slurm/profiles themselves (the checkout links to them).
+    assert json.loads(shipped) == {p.name: p.read_text() for p in (REPO / "slurm" / "profiles").glob("*.yaml")}
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS, ids=[f"{p.parent.parent.name}/{p.parent.name}" for p in LAUNCHERS])

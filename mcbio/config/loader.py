@@ -19,9 +19,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 T = TypeVar("T")
 
 LIBRARY_PRESETS = Path(__file__).resolve().parent / "presets"
-# Cluster profiles ship with the package; MCBIO_PROFILES (folders, ':'-separated) adds a
-# site's own, searched first.
-PACKAGE_PROFILES = Path(__file__).resolve().parents[1] / "cluster" / "profiles"
+# Cluster profiles: their one copy is the repository's slurm/profiles/, which
+# mcbio/cluster/profiles links to, so that a built package carries them as package data
+# (setuptools copies the files behind the link). Resolved so that messages name the real
+# folder. MCBIO_PROFILES (folders, ':'-separated) adds a site's own, searched first.
+PACKAGE_PROFILES = (Path(__file__).resolve().parents[1] / "cluster" / "profiles").resolve()
 
 # Keys that change where or how a run executes, not what it computes: left out of the hash.
 NON_SEMANTIC_KEYS = ("out_dir", "dry_run", "wait", "cluster", "resources", "tracking", "paths", "preset")

@@ -22,7 +22,11 @@ def choice(default: Any, *choices: Any) -> Any:
 
 @dataclass
 class ClusterResources:
-    """What one job asks the scheduler for. Profiles (``mcbio/cluster/profiles/<name>.yaml``, or ``$MCBIO_PROFILES``) fill it."""
+    """What one job asks the scheduler for. Profiles (``slurm/profiles/<name>.yaml``, or ``$MCBIO_PROFILES``) fill it.
+
+    How each key becomes an sbatch option, and how to write a profile for another cluster:
+    ``slurm/README.md``.
+    """
 
     profile: str = "local"
     partition: Optional[str] = None

@@ -1,4 +1,4 @@
-"""The one launcher against a real Slurm (the one-node cluster of .ci/start_slurm.sh)."""
+"""The one launcher against a real Slurm (the one-node cluster of slurm/start_slurm.sh)."""
 
 from __future__ import annotations
 

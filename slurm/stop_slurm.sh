@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the local one-node Slurm cluster started by .ci/start_slurm.sh:
+# Stop the local one-node Slurm cluster started by slurm/start_slurm.sh:
 # slurmd, slurmctld, slurmdbd, mariadbd, munged (reverse start order).
 # Each daemon gets SIGTERM and up to 15 s to exit cleanly, then SIGKILL.
 # Running jobs are cancelled first. Packages, configs, the accounting
