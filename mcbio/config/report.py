@@ -36,7 +36,8 @@ class ModelPair:
 @dataclass
 class StudyTable:
     """A study's Table 4 (``tables/table4_<experiment>.tex``) and gain figure (``figures/gain_<experiment>``):
-    arm ``a`` minus arm ``b`` per task, the ``base`` model beside them, the published pair beside that."""
+    arm ``a`` minus arm ``b`` per task, the ``base`` model and the random-init floor beside them, the
+    published pair beside that; under it the paired tests and the power of the (task, seed) comparison."""
 
     # The study's records file (records/<experiment>.jsonl).
     experiment: str = ""
@@ -44,9 +45,16 @@ class StudyTable:
     a: str = ""
     b: str = ""
     base: str = ""
+    # Record name of the base architecture fine-tuned from random weights (``<base>-random-init``):
+    # its column is the table's floor and the notes give each model's gain over it. Empty: no column.
+    random_init: str = ""
     label_a: str = "CLM detour"
     label_b: str = "MLM control"
     label_base: str = "base"
+    label_random_init: str = "random init"
+    # The minimal detectable effect under the table is the smallest true mean a - b gap over the
+    # (task, seed) pairs that the paired t-test (at 1 - the report's confidence) detects with this power.
+    power: float = 0.8
     paper_a: str = "ModernCamemBERT-bio-base"
     paper_b: str = "ModernCamemBERT-bio-base-mlm-control"
     tasks: List[str] = field(default_factory=lambda: ["quaero_emea", "quaero_medline", "morfitt"])
@@ -110,6 +118,10 @@ class ReportRunConfig(RunConfig):
     paper_dir: str = "${oc.env:MCBIO_PAPER,../shared/paper}"
     # Experiments (records/<name>.jsonl) feeding the main, CLM/MLM and gain views; empty = all.
     experiments: List[str] = field(default_factory=list)
+    # Model -> fingerprint prefix (``none``: the records without one) to keep when a model name
+    # has records of several weights (a model retrained under the same name); without it such
+    # a model stops the report, naming its fingerprints and their runs.
+    keep_fingerprints: Dict[str, str] = field(default_factory=dict)
     # Table 1: table name -> ablation grid name (its records/<grid>.jsonl).
     ablation_grids: Dict[str, str] = field(default_factory=dict)
     main: MainTableConfig = field(default_factory=MainTableConfig)

@@ -3,6 +3,11 @@
 Single-label: cross-entropy, macro-F1. Multi-label: BCE with, per label,
 ``pos_weight = negatives / positives`` counted on the training split, a 0.5 threshold on
 the sigmoid, micro-F1. Windows of a long example are combined by mean (or max) of logits.
+
+Scores run over the real label set: a label that occurs in dev/test but not in training
+gets its own id after the trained head's outputs (single-label) or its own column
+(multi-label). The head can never predict it, so each of its gold occurrences is a miss,
+and macro averages include it wherever it is in the gold labels.
 """
 
 from __future__ import annotations
@@ -25,13 +30,34 @@ log = logging.getLogger(__name__)
 
 
 def multi_hot(rows: list[list[str]], label_to_id: dict[str, int]) -> np.ndarray:
-    """Indicator matrix; labels absent from training are dropped (they can never be predicted)."""
+    """Indicator matrix over the columns of ``label_to_id``; labels it does not hold are left out."""
     out = np.zeros((len(rows), len(label_to_id)), dtype=np.float32)
     for i, labels in enumerate(rows):
         for label in labels:
             if label in label_to_id:
                 out[i, label_to_id[label]] = 1.0
     return out
+
+
+def label_ids(splits: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """(training label -> head output, every label -> scored id).
+
+    Labels seen only in dev/test (a warning names them) get ids after the head's outputs,
+    one each, so they are scored as classes of their own that are never predicted.
+    """
+    labels = sorted({label for _, row in splits["train"] for label in row})
+    label_to_id = {label: i for i, label in enumerate(labels)}
+    unseen = sorted({label for name in ("dev", "test") for _, row in splits[name] for label in row} - set(labels))
+    if unseen:
+        log.warning("labels in dev/test but not in train (never predicted, scored as misses): %s", unseen)
+    return label_to_id, {**label_to_id, **{label: len(labels) + i for i, label in enumerate(unseen)}}
+
+
+def gold_targets(rows: list[list[str]], ids: dict[str, int], multi_label: bool) -> np.ndarray:
+    """Gold labels as ids (single-label: each row's one label) or an indicator matrix (multi-label)."""
+    if multi_label:
+        return multi_hot(rows, ids)
+    return np.array([ids[row[0]] for row in rows])
 
 
 def positive_weights(targets: np.ndarray) -> torch.Tensor:
@@ -57,23 +83,15 @@ def finetune_classifier(model_path: str, splits: dict, seed: int, cfg: FinetuneC
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     length = max_length or input_length(cfg, model_path, tokenizer, multi_label)
-    labels = sorted({label for _, row in splits["train"] for label in row})
-    label_to_id = {label: i for i, label in enumerate(labels)}
-    unseen = {label for name in ("dev", "test") for _, row in splits[name] for label in row} - set(labels)
-    if unseen:
-        log.warning("labels in dev/test but not in train (never predicted): %s", sorted(unseen))
+    label_to_id, scored_ids = label_ids(splits)
+    labels = list(label_to_id)
     if not multi_label:
         multi = [i for i, (_, row) in enumerate(splits["train"]) if len(row) != 1]
         if multi:
             raise ValueError(f"single-label task: training example {multi[0]} has labels {splits['train'][multi[0]][1]}")
 
-    def targets(name):
-        rows = [row for _, row in splits[name]]
-        if multi_label:
-            return multi_hot(rows, label_to_id)
-        return np.array([label_to_id.get(row[0], -1) for row in rows])
-
-    gold = {name: targets(name) for name in splits}
+    gold = {name: gold_targets([row for _, row in splits[name]], label_to_id if name == "train" else scored_ids,
+                               multi_label) for name in splits}
     enc = {name: encode_texts(tokenizer, [t for t, _ in splits[name]], list(gold[name]), length,
                               cfg.long_inputs, cfg.window_stride) for name in splits}
     pad_id = tokenizer.pad_token_id

@@ -6,8 +6,12 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mcbio.model.fingerprint import write_fingerprint
+
 
 def export_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
+    """Save weights, config and tokenizer, then their content fingerprint (``mcbio_fingerprint.json``),
+    which every evaluation record of this model carries."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # Exported models load with SDPA so that a machine without flash-attn can use them.
@@ -18,4 +22,5 @@ def export_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder
     finally:
         model.config._attn_implementation = attn
     tokenizer.save_pretrained(folder)
+    write_fingerprint(folder)
     return folder

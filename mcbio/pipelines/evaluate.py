@@ -3,9 +3,10 @@
 The planner resolves and checks every task (data paths, the first record of every split
 through the real reader, the metric), names every model, and leaves out the elements
 whose primary record is already in the results store under the same done-key (model,
-task, seed, settings hash, split). Both the evaluation launcher and a pretraining run's
-evaluation stage plan through :func:`evaluation_elements`, so the same evaluation is
-never run twice by either path.
+task, seed, settings hash, split, model fingerprint). Both the evaluation launcher and a
+pretraining run's evaluation stage plan through :func:`evaluation_elements`, so the same
+evaluation is never run twice by either path, and a model retrained under the same name
+(other weights, another fingerprint) is evaluated again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mcbio.config.evaluation import EvalElementConfig, EvaluateRunConfig
 from mcbio.config.loader import ConfigError, stable_hash
 from mcbio.config.schema import EvalSuiteConfig, FinetuneConfig, RunConfig
 from mcbio.evaluate.tasks import BUILTIN_TASKS, TaskSpec, get_task, load_task_file, task_from_dict
+from mcbio.model.fingerprint import model_fingerprint, model_fingerprint_if_present
 from mcbio.results.records import ResultRecord, ResultStore, git_commit
 
 log = logging.getLogger(__name__)
@@ -179,7 +181,10 @@ def evaluation_elements(models: dict[str, tuple[str, str]], specs: dict[str, tup
                         record_tags: dict[str, str] | None = None) -> list[Element]:
     """One element per (model, task, seed); ``done`` when its primary record is in the store.
 
-    Records go to ``records/<experiment>.jsonl`` (default: the run's name) with ``record_tags`` in ``extra``.
+    The done-key holds the model's fingerprint, read when ``done`` is asked: a model that
+    is not there yet (a study plans the evaluation of what its pretraining will export)
+    is not done, and the element fingerprints it when it runs. Records go to
+    ``records/<experiment>.jsonl`` (default: the run's name) with ``record_tags`` in ``extra``.
     """
     store = ResultStore(Path(suite.results_dir).expanduser().resolve())
     elements = []
@@ -195,9 +200,14 @@ def evaluation_elements(models: dict[str, tuple[str, str]], specs: dict[str, tup
                 key = (model, name, seed, h, "test")
                 elements.append(Element(key=element_name("evaluate", model, name, f"seed-{seed}"),
                                         entry="mcbio.pipelines.evaluate:evaluate_element", cfg=cfg,
-                                        done=lambda key=key: key in store.done_keys(),
+                                        done=lambda key=key, path=path, init=init: _recorded(store, key, path, init),
                                         describe=describe_result))
     return elements
+
+
+def _recorded(store: ResultStore, key: tuple, path: str, init: str) -> bool:
+    fingerprint = model_fingerprint_if_present(path, init)
+    return fingerprint is not None and (*key, fingerprint) in store.done_keys()
 
 
 def describe_result(result: dict) -> str:
@@ -244,7 +254,9 @@ def evaluate_element(el: EvalElementConfig) -> dict:
     from mcbio.evaluate.run import evaluate_task
 
     store = ResultStore(el.results_dir)
-    key = (el.model_name, el.task.name, el.seed, el.settings_hash, "test")
+    # Read when the job runs: the model may have been exported after the plan was made.
+    fingerprint = model_fingerprint(el.model_path, el.model_init)
+    key = (el.model_name, el.task.name, el.seed, el.settings_hash, "test", fingerprint)
     if key in store.done_keys():
         log.info("%s / %s / seed %d: records exist, nothing to do", el.model_name, el.task.name, el.seed)
         return {"skipped": True}
@@ -262,7 +274,7 @@ def evaluate_element(el: EvalElementConfig) -> dict:
     }
     commit = git_commit()
     records = [ResultRecord(model=el.model_name, task=el.task.name, seed=el.seed, metric=metric, value=float(value),
-                            config_hash=el.settings_hash, commit=commit,
+                            config_hash=el.settings_hash, commit=commit, model_fingerprint=fingerprint,
                             extra={**extra, "primary": metric == res["primary_metric"]})
                for metric, value in res["metrics"].items()]
     added = store.add(records, el.experiment)

@@ -23,7 +23,7 @@ from mcbio.config.report import ReportRunConfig
 from mcbio.results.curation_tables import load_curation_stats, mix_table
 from mcbio.results.figures import layer_change_figure
 from mcbio.results.latex import latex_document, write_table
-from mcbio.results.records import ResultRecord, ResultStore
+from mcbio.results.records import ResultRecord, ResultStore, one_fingerprint_per_model
 from mcbio.results.tables import ablation_table, seed_values
 
 if TYPE_CHECKING:
@@ -159,8 +159,14 @@ def generate_report(cfg: ReportRunConfig) -> dict:
 
     store = ResultStore(repo_path(cfg.results_dir))
     tables, skipped, figures = {}, {}, []
-    records = [r for e in (cfg.experiments or [None]) for r in store.records(e)]
-    all_records = store.records()
+    # Two weights under one model name would be averaged together: refuse unless told which to keep.
+    stored = store.records()
+    unknown = sorted(set(cfg.keep_fingerprints) - {r.model for r in stored})
+    if unknown:
+        raise ValueError(f"keep_fingerprints: no records of {', '.join(unknown)} in {store.records_dir}")
+    all_records = one_fingerprint_per_model(stored, cfg.keep_fingerprints)
+    records = one_fingerprint_per_model([r for e in (cfg.experiments or [None]) for r in store.records(e)],
+                                        cfg.keep_fingerprints)
     reference = store.reference_records()
     dc = cfg.decimal_comma
     paper_dir = paper_path(cfg.paper_dir)
@@ -181,7 +187,7 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         reference, all_records, "1b", "Filter",
         "Quality-signal filters: mean F1 over 6 tasks (delta vs no filter)", "tab:quality_filters", dc))
     for table_name, grid in cfg.ablation_grids.items():
-        grid_records = store.records(grid)
+        grid_records = one_fingerprint_per_model(store.records(grid), cfg.keep_fingerprints)
 
         def build(grid=grid, grid_records=grid_records, table_name=table_name):
             if not grid_records:

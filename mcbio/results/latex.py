@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from mcbio.results.records import ResultRecord
+from mcbio.results.records import ResultRecord, one_fingerprint_per_model
 from mcbio.files import write_text_atomic
 
 LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}"}
@@ -51,22 +51,31 @@ def degenerate_cells(records: Iterable[ResultRecord]) -> set[tuple[str, str]]:
     return {(rec.task, rec.model) for rec in latest.values() if rec.extra.get("degenerate")}
 
 
+UNFINGERPRINTED_MARK = r"$^\circ$"
+UNFINGERPRINTED_NOTE = (UNFINGERPRINTED_MARK + r" recorded before model fingerprints: the weights behind these "
+                        r"scores are not identified.")
+
+
 def results_table(records: Iterable[ResultRecord], caption: str, label: str, scale: float = 100.0,
                   decimals: int = 1, decimal_comma: bool = False) -> str:
     """Rows = (task, metric), columns = models; cells = mean (± std when several seeds).
 
     A cell whose (model, task) has a degenerate seed (``extra["degenerate"]``) gets a dagger
-    and the table a footnote line.
+    and the table a footnote line; a model whose records carry no fingerprint gets a circle
+    and a footnote. Records of two fingerprints under one model name are refused
+    (:func:`~mcbio.results.records.one_fingerprint_per_model`).
     """
-    records = list(records)
+    records = one_fingerprint_per_model(records)
     grouped = aggregate(records)
     flagged = degenerate_cells(records)
+    unidentified = {r.model for r in records if r.model_fingerprint is None}
     models = sorted({m for (_, _, m) in grouped})
     rows = sorted({(t, met) for (t, met, _) in grouped})
+    header = [escape(m) + (UNFINGERPRINTED_MARK if m in unidentified else "") for m in models]
     lines = [
         r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", rf"\label{{{label}}}",
         r"\begin{tabular}{l" + "c" * len(models) + "}", r"\toprule",
-        "Task (metric) & " + " & ".join(escape(m) for m in models) + r" \\", r"\midrule",
+        "Task (metric) & " + " & ".join(header) + r" \\", r"\midrule",
     ]
     for task, metric in rows:
         means = {m: statistics.fmean(grouped[(task, metric, m)]) for m in models if (task, metric, m) in grouped}
@@ -89,6 +98,8 @@ def results_table(records: Iterable[ResultRecord], caption: str, label: str, sca
     lines += [r"\bottomrule", r"\end{tabular}"]
     if flagged:
         lines.append(r"\par\smallskip{\footnotesize " + DEGENERATE_NOTE + "}")
+    if unidentified:
+        lines.append(r"\par\smallskip{\footnotesize " + UNFINGERPRINTED_NOTE + "}")
     lines += [r"\end{table}", ""]
     return "\n".join(lines)
 

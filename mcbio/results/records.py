@@ -8,15 +8,23 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Optional
 
 from filelock import FileLock
 
 from mcbio.jsonl import iter_jsonl
+from mcbio.model.fingerprint import short
 
 
 @dataclass
 class ResultRecord:
+    """One metric of one fine-tuning run.
+
+    ``model_fingerprint``: the content fingerprint of the weights and tokenizer that were
+    fine-tuned (:mod:`mcbio.model.fingerprint`); None for records written before it
+    existed ("no fingerprint": the weights behind them are not identified).
+    """
+
     model: str
     task: str
     seed: int
@@ -27,9 +35,16 @@ class ResultRecord:
     split: str = "test"
     extra: dict[str, Any] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
+    model_fingerprint: Optional[str] = None
 
     def key(self) -> tuple:
-        return (self.model, self.task, self.seed, self.metric, self.config_hash, self.split)
+        return (self.model, self.task, self.seed, self.metric, self.config_hash, self.split, self.model_fingerprint)
+
+
+def _row_key(row: dict) -> tuple:
+    """:meth:`ResultRecord.key` of a stored row (rows written before fingerprints have none)."""
+    return (row["model"], row["task"], row["seed"], row["metric"], row["config_hash"], row["split"],
+            row.get("model_fingerprint"))
 
 
 def git_commit(where: Path | None = None) -> str:
@@ -62,6 +77,38 @@ def unique_records(records: Iterable[ResultRecord]) -> list[ResultRecord]:
     for rec in sorted(records, key=lambda r: r.timestamp):
         latest[rec.key()] = rec
     return [latest[k] for k in sorted(latest, key=lambda k: tuple(map(str, k)))]
+
+
+def one_fingerprint_per_model(records: Iterable[ResultRecord],
+                              keep: Mapping[str, str] | None = None) -> list[ResultRecord]:
+    """``records`` unchanged when each model name has one fingerprint (None, "no fingerprint", is one).
+
+    A model with records of two or more fingerprints is two models under one name: a
+    ValueError names it, each fingerprint and the runs (``extra["run"]``) that wrote its
+    records, unless ``keep`` (model -> fingerprint prefix, ``none`` for records without
+    one) says which to keep; the model's other records are then left out.
+    """
+    records = list(records)
+    runs: dict[str, dict[str | None, set[str]]] = {}
+    for r in records:
+        runs.setdefault(r.model, {}).setdefault(r.model_fingerprint, set()).add(str(r.extra.get("run", "?")))
+    dropped: set[tuple[str, str | None]] = set()
+    for model, by_fp in sorted(runs.items()):
+        prefix = (keep or {}).get(model)
+        if prefix is None and len(by_fp) == 1:
+            continue
+        listed = "; ".join(f"{short(fp)} (runs: {', '.join(sorted(by_fp[fp]))})"
+                           for fp in sorted(by_fp, key=lambda f: f or ""))
+        if prefix is None:
+            raise ValueError(f"model '{model}' has records of {len(by_fp)} different weights: {listed}. Keep one "
+                             f"(keep_fingerprints.{model}=<prefix>, 'none' for the records without a fingerprint) "
+                             f"or rename one of the models")
+        chosen = [fp for fp in by_fp if short(fp).startswith(prefix) or (fp or "").startswith(prefix)]
+        if len(chosen) != 1:
+            raise ValueError(f"keep_fingerprints.{model}='{prefix}' matches {len(chosen)} of its fingerprints: "
+                             f"{listed}")
+        dropped |= {(model, fp) for fp in by_fp if fp != chosen[0]}
+    return [r for r in records if (r.model, r.model_fingerprint) not in dropped]
 
 
 @dataclass
@@ -110,9 +157,10 @@ class ResultStore:
     """The ``results/`` folder: evaluation records, run records, references, tables, figures.
 
     ``records/<experiment>.jsonl`` hold at most one record per key (model, task, seed,
-    metric, config hash, split): :meth:`add` takes an exclusive lock on ``.lock``, reads
-    the keys already stored and appends only new ones in one write, so concurrent array
-    jobs never lose or duplicate a record, and a re-launched grid adds nothing twice.
+    metric, config hash, split, model fingerprint): :meth:`add` takes an exclusive lock on
+    ``.lock``, reads the keys already stored and appends only new ones in one write, so
+    concurrent array jobs never lose or duplicate a record, and a re-launched grid adds
+    nothing twice.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -145,10 +193,7 @@ class ResultStore:
     def add(self, records: Iterable[ResultRecord], experiment: str) -> int:
         """Store records under ``records/<experiment>.jsonl``; return how many were new."""
         rows = [asdict(r) for r in records]
-        return self._locked_append(
-            self.records_dir / f"{experiment}.jsonl", rows,
-            lambda row: (row["model"], row["task"], row["seed"], row["metric"], row["config_hash"], row["split"]),
-        )
+        return self._locked_append(self.records_dir / f"{experiment}.jsonl", rows, _row_key)
 
     def add_run(self, run: RunRecord, experiment: str) -> int:
         return self._locked_append(
@@ -156,16 +201,19 @@ class ResultStore:
         )
 
     def done_keys(self) -> set[tuple]:
-        """(model, task, seed, config_hash, split) of every primary-metric record, in every records file.
+        """(model, task, seed, config_hash, split, model fingerprint) of every primary-metric record, in
+        every records file.
 
         The done-key of an evaluation: whichever launcher or run wrote it, an element with
-        the same key is not run again.
+        the same key is not run again. A record without a fingerprint (written before
+        fingerprints) has None there, so it is never the done-key of a fingerprinted model.
         """
         files = sorted(self.records_dir.glob("*.jsonl")) if self.records_dir.is_dir() else []
         signature = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
         # A plan asks once per element: the files are read again only when one of them changed.
         if self._done_cache is None or self._done_cache[0] != signature:
-            keys = {(r.model, r.task, r.seed, r.config_hash, r.split) for r in read_records(files) if r.extra.get("primary")}
+            keys = {(r.model, r.task, r.seed, r.config_hash, r.split, r.model_fingerprint)
+                    for r in read_records(files) if r.extra.get("primary")}
             self._done_cache = (signature, keys)
         return self._done_cache[1]
 

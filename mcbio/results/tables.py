@@ -12,14 +12,18 @@ from typing import Iterable, Sequence
 
 from mcbio.results.carbon import carbon_footprint
 from mcbio.results.latex import Latex, booktabs_table, fmt
-from mcbio.results.records import ResultRecord, RunRecord, unique_records
+from mcbio.results.records import ResultRecord, RunRecord, one_fingerprint_per_model, unique_records
 from mcbio.results.stats import mean_std, min_max_score, paired_ttest, win_probability
 
 
 def seed_values(records: Iterable[ResultRecord], primary_only: bool = True) -> dict[str, dict[str, list[float]]]:
-    """model -> task -> values over seeds (one per seed, latest record wins)."""
+    """model -> task -> values over seeds (one per seed, latest record wins).
+
+    Records of two fingerprints under one model name are refused, never averaged together
+    (:func:`~mcbio.results.records.one_fingerprint_per_model`; callers choose which to keep first).
+    """
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for rec in unique_records(records):
+    for rec in unique_records(one_fingerprint_per_model(records)):
         if primary_only and not rec.extra.get("primary", False):
             continue
         out[rec.model][rec.task].append(rec.value)

@@ -30,13 +30,19 @@ def test_hf_export_loads_and_fills_masks(smoke_run):
     assert len(answers) == 5 and all(0.0 <= a["score"] <= 1.0 for a in answers)
     # Tiny, briefly trained: still it must have learnt something beyond uniform guessing.
     assert answers[0]["score"] > 1.0 / len(tokenizer)
-    assert json.loads((hf / "mcbio_run.json").read_text())["run"] == RUN
+    marker = json.loads((hf / "mcbio_run.json").read_text())
+    assert marker["run"] == RUN
+    # The inputs it trained on (the sample corpus, no data.corpus set) decide whether it is done.
+    assert len(marker["inputs"]["corpus"]) == 64 and marker["inputs"]["corpus_files"]
 
 
 def test_records_reach_the_store_under_the_run_name_and_the_table(smoke_run):
     lines = (store_of(smoke_run) / "records" / f"{RUN}.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert {r["metric"] for r in records} >= {"strict_f1", "lenient_f1"}
+    from mcbio.model.fingerprint import model_fingerprint
+
+    assert {r["model_fingerprint"] for r in records} == {model_fingerprint(smoke_run / "hf")}
     for rec in records:
         assert RECORD_KEYS <= rec.keys()
         assert rec["task"] == "mini_ner" and rec["seed"] == 42 and rec["model"] == RUN

@@ -1,6 +1,16 @@
+import json
 import multiprocessing as mp
 
-from mcbio.results.records import ResultRecord, ResultStore, git_commit, read_records, unique_records
+import pytest
+
+from mcbio.results.records import (
+    ResultRecord,
+    ResultStore,
+    git_commit,
+    one_fingerprint_per_model,
+    read_records,
+    unique_records,
+)
 
 
 def _rec(model, task, seed, value=0.5, metric="f1", ts=None):
@@ -51,7 +61,52 @@ def test_done_keys_are_primary_records_of_every_file(tmp_path):
     secondary = ResultRecord(model="m", task="t", seed=2, metric="f1", value=0.5, config_hash="h", commit="c")
     store.add([primary], "run_a")
     store.add([secondary], "run_b")
-    assert store.done_keys() == {("m", "t", 1, "h", "test")}
+    assert store.done_keys() == {("m", "t", 1, "h", "test", None)}
+
+
+def test_records_without_a_fingerprint_read_and_never_stand_for_a_fingerprinted_model(tmp_path):
+    """A line written before fingerprints reads as "no fingerprint"; the same evaluation of
+    fingerprinted weights is another done-key, and the store keeps both records."""
+    store = ResultStore(tmp_path)
+    old = {"model": "m", "task": "t", "seed": 1, "metric": "f1", "value": 0.4, "config_hash": "h", "commit": "c",
+           "split": "test", "extra": {"primary": True, "run": "old"}, "timestamp": 1.0}
+    store.records_dir.mkdir(parents=True)
+    (store.records_dir / "study.jsonl").write_text(json.dumps(old) + "\n", encoding="utf-8")
+    (rec,) = store.records()
+    assert rec.model_fingerprint is None and rec.value == 0.4
+    assert store.done_keys() == {("m", "t", 1, "h", "test", None)}
+    new = ResultRecord(model="m", task="t", seed=1, metric="f1", value=0.6, config_hash="h", commit="c",
+                       extra={"primary": True}, model_fingerprint="ab" * 32)
+    assert store.add([new], "study") == 1  # not a duplicate of the old record
+    assert store.add([new], "study") == 0
+    assert store.done_keys() == {("m", "t", 1, "h", "test", None), ("m", "t", 1, "h", "test", "ab" * 32)}
+
+
+def _fp_rec(model, fp, run, seed=1):
+    return ResultRecord(model=model, task="t", seed=seed, metric="f1", value=0.5, config_hash="h", commit="c",
+                        extra={"primary": True, "run": run}, model_fingerprint=fp)
+
+
+def test_one_fingerprint_per_model_refuses_two_weights_under_one_name_unless_told_which_to_keep():
+    old, new = "1" * 64, "2" * 64
+    records = [_fp_rec("m", old, "run_2025"), _fp_rec("m", new, "run_2026"), _fp_rec("m", new, "rerun", seed=2),
+               _fp_rec("other", None, "legacy")]
+    with pytest.raises(ValueError) as err:
+        one_fingerprint_per_model(records)
+    message = str(err.value)
+    assert "model 'm'" in message and "111111111111 (runs: run_2025)" in message
+    assert "222222222222 (runs: rerun, run_2026)" in message and "keep_fingerprints.m=" in message
+    kept = one_fingerprint_per_model(records, {"m": "2222"})
+    assert [(r.model, r.extra["run"]) for r in kept] == [("m", "run_2026"), ("m", "rerun"), ("other", "legacy")]
+    # One identity per model (None is one): unchanged.
+    assert one_fingerprint_per_model(kept) == kept
+    # Records without a fingerprint beside fingerprinted ones are two identities too; 'none' keeps them.
+    mixed = [_fp_rec("m", None, "legacy"), _fp_rec("m", new, "run_2026")]
+    with pytest.raises(ValueError, match=r"none \(runs: legacy\)"):
+        one_fingerprint_per_model(mixed)
+    assert [r.extra["run"] for r in one_fingerprint_per_model(mixed, {"m": "none"})] == ["legacy"]
+    with pytest.raises(ValueError, match=r"keep_fingerprints.m='3' matches 0"):
+        one_fingerprint_per_model(records, {"m": "3"})
 
 
 def test_git_commit_outside_a_checkout_is_unknown(tmp_path):
