@@ -66,8 +66,12 @@ def _grid(cfg: FinetuneConfig) -> list[dict]:
 def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: FinetuneConfig, device: str,
                            cache_dir: Path | None = None, init: str = "pretrained") -> dict:
     """Best grid point on the validation split; cached so that array elements share one search."""
+    from mcbio.model.fingerprint import model_fingerprint
+
     grid = _grid(cfg)
-    ident = [model_path, dataclasses.asdict(task), dataclasses.asdict(cfg)] + ([init] if init != "pretrained" else [])
+    # The model by content, not by path: a model retrained in the same folder searches again.
+    ident = [model_path, model_fingerprint(model_path, init), dataclasses.asdict(task), dataclasses.asdict(cfg)] + \
+        ([init] if init != "pretrained" else [])
     key = stable_hash(ident)
     cache = cache_dir / f"{task.name}-{key}.json" if cache_dir else None
     if cache is not None and cache.is_file():

@@ -180,3 +180,28 @@ def test_hp_search_picks_the_best_validation_point_and_is_cached(task_file, tiny
     # Another element of the same array reads the cached search instead of training again.
     monkeypatch.setattr(run_mod, "finetune", lambda *a, **k: pytest.fail("search was not cached"))
     assert run_mod.search_hyperparameters(str(tiny_hf_dir), spec, splits, cfg, "cpu", tmp_path) == found
+
+
+def test_hp_search_runs_again_for_a_model_retrained_in_the_same_folder(task_file, tiny_hf_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    import mcbio.evaluate.run as run_mod
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_hf_dir, model)
+    spec = load_task_file(task_file)["toy_codes"]
+    cfg = FinetuneConfig(epochs=1, batch_size=8, max_length=32, max_length_multilabel=32, window_stride=8)
+    cfg.hp_search.lr = [1e-2]
+    calls = []
+    monkeypatch.setattr(run_mod, "finetune", lambda *a, **k: calls.append(1) or {"dev_score": 0.5})
+    splits = run_mod.read_splits(spec, None, cfg)
+    run_mod.search_hyperparameters(str(model), spec, splits, cfg, "cpu", tmp_path / "cache")
+    run_mod.search_hyperparameters(str(model), spec, splits, cfg, "cpu", tmp_path / "cache")
+    assert len(calls) == 1
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v + 1.0 if v.is_floating_point() else v for k, v in weights.items()}, model / "model.safetensors",
+              metadata={"format": "pt"})
+    run_mod.search_hyperparameters(str(model), spec, splits, cfg, "cpu", tmp_path / "cache")
+    assert len(calls) == 2
