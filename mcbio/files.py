@@ -83,16 +83,22 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Any]) -> int:
     return count
 
 
-def json_marker_matches(path: str | Path, **expected: Any) -> bool:
-    """``path`` is a JSON object whose fields hold ``expected`` (a done marker written last by a job)."""
+def read_json_object(path: str | Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, not JSON, or not an object (a marker not yet written)."""
     path = Path(path)
     if not path.is_file():
-        return False
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and all(data.get(k) == v for k, v in expected.items())
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def json_marker_matches(path: str | Path, **expected: Any) -> bool:
+    """``path`` is a JSON object whose fields hold ``expected`` (a done marker written last by a job)."""
+    data = read_json_object(path)
+    return data is not None and all(data.get(k) == v for k, v in expected.items())
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

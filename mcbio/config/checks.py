@@ -96,3 +96,21 @@ def check_model_dir(problems: Problems, key: str, value: str | None, tokenizer: 
     if tokenizer:
         check_tokenizer_dir(problems, key, path)
     return path
+
+
+def check_llm(problems: Problems, key: str, cfg) -> None:
+    """An LLM section (``key`` = its config path) can run: the model for its backend, and the LLM
+    environment for the server backends. Nothing is imported from that environment here."""
+    from mcbio.llm.config import SERVER_BACKENDS
+    from mcbio.llm.env import env_problem
+    from mcbio.llm.models import model_problem
+
+    if cfg.backend == "rules":
+        return
+    problem = model_problem(cfg.model, cfg.backend)
+    if problem:
+        problems.add(f"{key}.model", problem)
+    if cfg.backend in SERVER_BACKENDS:
+        problem = env_problem(cfg.env)
+        if problem:
+            problems.add(f"{key}.env", problem)

@@ -56,6 +56,9 @@ class ExtractionConfig:
     prompt: str = "curation_extract"
     # Asked of the LLM in the prompt (and honoured by the rules responder).
     max_passage_words: int = 600
+    # The extraction's own LLM settings; null = the curation's ``llm`` (which the annotation uses).
+    # E.g. a small local model may label passages but not rewrite them: ``extraction.llm.backend=rules``.
+    llm: Optional[LLMConfig] = None
 
 
 @dataclass
@@ -227,18 +230,47 @@ class ExecutorConfig:
 
 @dataclass
 class DecontaminationConfig:
-    """Drop every pretraining document that shares a word n-gram with an evaluation test split.
+    """Remove evaluation test text from the pretraining documents, by GPT-3's rule
+    (Brown et al. 2020, "Language Models are Few-Shot Learners", Appendix C), every number
+    below with its value there.
 
-    Runs first in the ``select`` stage, on every group (curated or not), before upsampling
-    and mixing; rejects go to ``rejects/overlap/``, counts to ``curation_stats.json``.
+    A word n-gram of a test example *collides* with a pretraining document that holds it,
+    unless it is corpus boilerplate: found in more than ``max_document_frequency`` pretraining
+    documents (counted over every group by the ``overlap_counts`` stage, planned before
+    ``select`` whenever this is enabled). Each collision is cut out with ``window_chars``
+    on either side, splitting the document into pieces; pieces shorter than ``min_piece_chars``
+    go too; a document split into more than ``max_pieces`` pieces (or with nothing left) is
+    dropped whole, to ``rejects/overlap/``. Runs first in ``select``, on every group (curated
+    or not), before upsampling and mixing; counts go to ``curation_stats.json``.
     """
 
     enabled: bool = False
-    # Words per n-gram (lower-cased ``\w+`` tokens): 13 as in GPT-3's contamination study.
+    # Words per n-gram (lower-cased word tokens): 13 as in GPT-3.
     ngram: int = 13
     # Evaluation tasks (registry names) whose split is checked; a study fills in its own tasks.
     tasks: List[str] = field(default_factory=list)
     split: str = "test"
+    # A test n-gram in more than this many pretraining documents is boilerplate (common phrases,
+    # legal or leaflet text) and never collides: GPT-3 ignored 13-grams of more than 10 documents.
+    max_document_frequency: int = 10
+    # Characters removed on each side of a colliding n-gram (GPT-3: 200), widened to whole words.
+    window_chars: int = 200
+    # Pieces left by the cuts shorter than this are removed too (GPT-3: 200 characters).
+    min_piece_chars: int = 200
+    # A document cut into more than this many pieces is contaminated and dropped whole (GPT-3: 10).
+    max_pieces: int = 10
+
+    def check(self) -> None:
+        from mcbio.config.loader import ConfigError
+
+        if not self.enabled:
+            return
+        for key in ("ngram", "max_document_frequency", "max_pieces"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"'decontamination.{key}' must be >= 1 (got {getattr(self, key)})")
+        for key in ("window_chars", "min_piece_chars"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"'decontamination.{key}' must be >= 0 (got {getattr(self, key)})")
 
 
 @dataclass
@@ -266,6 +298,13 @@ class CurationSettings:
 
     def active_sources(self) -> Dict[str, SourceConfig]:
         return {k: v for k, v in self.sources.items() if v is not None}
+
+    def extraction_llm(self) -> LLMConfig:
+        return self.extraction.llm or self.llm
+
+    def passages_llm_backends(self) -> List[str]:
+        """The backends the ``passages`` stage runs (extraction if enabled, annotation)."""
+        return ([self.extraction_llm().backend] if self.extraction.enabled else []) + [self.llm.backend]
 
     def check(self) -> None:
         from mcbio.config.loader import ConfigError
@@ -300,9 +339,7 @@ class CurationSettings:
         pf = self.passage_filter
         if pf.min_words > pf.max_words:
             raise ConfigError("'passage_filter.min_words' is larger than 'passage_filter.max_words'")
-        dc = self.decontamination
-        if dc.enabled and dc.ngram < 1:
-            raise ConfigError("'decontamination.ngram' must be >= 1")
+        self.decontamination.check()
 
 
 @dataclass

@@ -159,6 +159,8 @@ class ReportRunConfig(RunConfig):
                     raise ConfigError(f"'studies.{i}.{key}' is not set")
             if not study.tasks:
                 raise ConfigError(f"'studies.{i}.tasks' is empty")
+            if not 1 - self.confidence < study.power < 1:
+                raise ConfigError(f"'studies.{i}.power' is {study.power}: it must be in (1 - confidence, 1)")
         for i, pair in enumerate(self.clm_vs_mlm):
             if not pair.paper_a or not pair.paper_b:
                 raise ConfigError(f"'clm_vs_mlm[{i}]' needs both 'paper_a' and 'paper_b' (published model names)")

@@ -8,8 +8,10 @@ the study's run directory, and wires their outputs together itself:
   curation    passages, overlap decontamination, mix and packing (base tokenizer) -> curation/shards
   <arm>       continued pretraining from base/hf on the shards, one run per arm; the arms
               differ only in their first phase (``arms``), the later phases are ``continued``'s
-  evaluate    every (model, task, seed): the base model and each arm
-  report      the study's Table 4 (arms a vs b, base beside), gain figure and compute line
+  evaluate    every (model, task, seed): the base model, each arm and (``report.random_init``) the
+              base architecture with random weights
+  report      the study's Table 4 (arms a vs b, base and random init beside), the power of the
+              comparison, gain figure and compute line
 
 So the study's sections carry what each step does, never where its inputs are: the
 paths between steps are the study's own, and a section that would set one is an error.
@@ -55,7 +57,7 @@ class ContinuedConfig:
 
 @dataclass
 class StudyReportConfig:
-    """The study's table: arm ``a`` minus arm ``b`` per task, the base model beside them."""
+    """The study's table: arm ``a`` minus arm ``b`` per task, the base model and random init beside them."""
 
     enabled: bool = True
     a: str = "clm_detour"
@@ -63,7 +65,13 @@ class StudyReportConfig:
     # The published pair shown beside the study (reference records, Table 4's Base block).
     paper_a: str = "ModernCamemBERT-bio-base"
     paper_b: str = "ModernCamemBERT-bio-base-mlm-control"
+    # Also fine-tune the base architecture and tokenizer from random weights (drawn from each
+    # fine-tuning seed; records ``<study>-base-random-init``) on the same tasks, seeds and settings:
+    # the table's floor, what pretraining adds. One more model: a quarter more fine-tuning runs.
+    random_init: bool = True
     confidence: float = 0.95
+    # Power at which the table states the minimal detectable a - b gap of the (task, seed) pairs.
+    power: float = 0.8
     decimal_comma: bool = False
 
 
@@ -76,7 +84,7 @@ class StudyConfig(RunConfig):
     continued: ContinuedConfig = field(default_factory=ContinuedConfig)
     # Arm name -> its first phase; every later phase is ``continued.train.phases``.
     arms: Dict[str, PhaseConfig] = field(default_factory=dict)
-    # Every model of the study (base and arms) is fine-tuned on the same tasks and seeds.
+    # Every model of the study (base, arms, random init) is fine-tuned on the same tasks and seeds.
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     report: StudyReportConfig = field(default_factory=StudyReportConfig)
 
@@ -91,6 +99,11 @@ class StudyConfig(RunConfig):
                 raise ConfigError(f"'report.{key}' is {getattr(self.report, key)!r}, not an arm. Arms: {', '.join(self.arms)}")
         if self.report.a == self.report.b:
             raise ConfigError(f"'report.b' is 'report.a' ({self.report.a!r}): the table compares two different arms")
+        if not 0 < self.report.confidence < 1:
+            raise ConfigError(f"'report.confidence' is {self.report.confidence}: it must be in (0, 1)")
+        if not 1 - self.report.confidence < self.report.power < 1:
+            raise ConfigError(f"'report.power' is {self.report.power}: it must be in (1 - report.confidence, 1), "
+                              "above the test's level")
         if "base" in self.arms:
             raise ConfigError("'arms.base': 'base' names the study's base model; choose another arm name")
         first = next(iter(self.arms))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Generic, List, Optional, Sequence, Tuple, TypeVar
 
-from mcbio.llm.backends import LLMBackend
+from mcbio.llm.backends import LLMBackend, RefusedAnswer
 
 T = TypeVar("T")
 
@@ -67,6 +67,9 @@ def generate_structured(
             res = results[i]
             res.attempts += 1
             res.raw.append(answer)
+            if isinstance(answer, RefusedAnswer):  # the same prompt would be refused again
+                res.error = f"refused by the engine: {answer.reason}"
+                continue
             try:
                 res.value = requests[i][1](answer)
                 res.error = None
@@ -75,3 +78,15 @@ def generate_structured(
                 still_failing.append(i)
         pending = still_failing
     return results
+
+
+def validation_counts(results: Sequence[StructuredResult]) -> dict:
+    """How the answers of one ``generate_structured`` call fared: schema-valid on the first try,
+    valid after retries, still invalid, and the retries spent."""
+    return {
+        "requests": len(results),
+        "valid_first_try": sum(1 for r in results if r.ok and r.attempts == 1),
+        "valid_after_retry": sum(1 for r in results if r.ok and r.attempts > 1),
+        "invalid": sum(1 for r in results if not r.ok),
+        "retries": sum(max(0, r.attempts - 1) for r in results),
+    }

@@ -17,7 +17,7 @@ from typing import Dict, List, Tuple
 
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
-from mcbio.config.checks import Problems
+from mcbio.config.checks import Problems, check_llm
 from mcbio.config.ontobook import OntobookRunConfig
 from mcbio.data.ontobook.build import STATS_DIR, shard_paths
 from mcbio.data.ontobook.sources import resolve_source_path
@@ -38,17 +38,21 @@ def run_ontobook_shards(cfg: OntobookRunConfig, shards: List[Tuple[str, int]]) -
     out_dir = Path(cfg.out_dir)
     backend = None
     stats, graphs = [], {}
-    for name, index in shards:
-        done = shard_paths(out_dir, name, index)[1]
-        if done.is_file():
-            stats.append(json.loads(done.read_text(encoding="utf-8")))
-            continue
-        if name not in graphs:
-            graphs[name], load_stats = load_ontology(name, cfg.ontologies[name], cfg.paths.shared_data)
-            log.info("%s graph: %s", name, json.dumps(load_stats, ensure_ascii=False))
-        backend = backend or build_backend(cfg.rephrase.llm)
-        stats.append(run_shard(name, graphs[name], cfg.ontologies[name], cfg.walk, cfg.rephrase, backend,
-                               out_dir, index))
+    try:
+        for name, index in shards:
+            done = shard_paths(out_dir, name, index)[1]
+            if done.is_file():
+                stats.append(json.loads(done.read_text(encoding="utf-8")))
+                continue
+            if name not in graphs:
+                graphs[name], load_stats = load_ontology(name, cfg.ontologies[name], cfg.paths.shared_data)
+                log.info("%s graph: %s", name, json.dumps(load_stats, ensure_ascii=False))
+            backend = backend or build_backend(cfg.rephrase.llm, log_dir=out_dir / "llm_logs")
+            stats.append(run_shard(name, graphs[name], cfg.ontologies[name], cfg.walk, cfg.rephrase, backend,
+                                   out_dir, index))
+    finally:
+        if backend is not None:  # a server engine stops with the element
+            backend.close()
     return stats
 
 
@@ -82,6 +86,7 @@ def plan_ontobook(cfg: OntobookRunConfig, ctx: LaunchContext, problems: Problems
     for name in plan:
         with problems.collect(f"ontologies.{name}.path"):
             resolve_source_path(name, cfg.ontologies[name].path, shared)
+    check_llm(problems, "rephrase.llm", cfg.rephrase.llm)
     if own:
         problems.raise_if_any(f"the OntoBook run '{cfg.name}'")
     run_dir = run_dir_of(cfg)

@@ -216,7 +216,8 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         reference, records, [(p.label, p.a, p.b, p.paper_a, p.paper_b) for p in cfg.clm_vs_mlm], cfg.main.tasks,
         "CLM detour vs MLM control (same data, budget and data order)", "tab:clm_vs_mlm", cfg.confidence, dc, cfg.scale))
     for spec in cfg.studies:
-        emit(f"table4_{spec.experiment}", lambda spec=spec: study_table_of(spec, store, cfg.confidence, dc))
+        emit(f"table4_{spec.experiment}", lambda spec=spec: study_table_of(spec, store, cfg.confidence, dc,
+                                                                         cfg.keep_fingerprints))
         emit(f"overlap_{spec.experiment}", lambda spec=spec: study_overlap_of(spec, store, dc))
     emit("table5_carbon", lambda: carbon_paper_table(
         reference, store.runs(), cfg.carbon.tdp_w, cfg.carbon.pue, cfg.carbon.grid_g_per_kwh,
@@ -269,7 +270,7 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         skipped["figure2_per_task_gain"] = str(err)
     for spec in cfg.studies:
         try:
-            figures += study_figure(spec, store, store.figures_dir)
+            figures += study_figure(spec, store, store.figures_dir, cfg.keep_fingerprints)
         except (KeyError, ValueError) as err:
             skipped[f"gain_{spec.experiment}"] = str(err)
     if cfg.layer_change.enabled:

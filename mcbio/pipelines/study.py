@@ -26,7 +26,7 @@ from mcbio.data.ontobook.build import DOCUMENTS
 from mcbio.pipelines.curation import CurationPaths, plan_curation
 from mcbio.pipelines.evaluate import caps_notes, evaluation_elements, resolve_suite
 from mcbio.pipelines.ontobook import plan_ontobook
-from mcbio.pipelines.pretrain import pretraining_stages, table_is_fresh
+from mcbio.pipelines.pretrain import pretraining_stages, table_is_fresh, wait_for_export
 from mcbio.results.records import ResultStore
 
 
@@ -106,19 +106,25 @@ class StudyTableJob:
     confidence: float
     decimal_comma: bool
     curation_stats: str
+    # Record name -> (folder, init) of every model the study evaluates.
+    models: dict[str, tuple[str, str]]
 
 
 def study_table_element(job: StudyTableJob) -> dict:
-    """The study's curation statistics into the store (``curation/<study>.json``), then its tables."""
+    """The study's curation statistics into the store (``curation/<study>.json``), then its tables
+    from the records of the weights now in the study's folders (a step re-run under the same name
+    leaves records of its earlier weights in the store)."""
     import json
 
     from mcbio.files import write_json_atomic
+    from mcbio.model.fingerprint import model_fingerprint
     from mcbio.results.records import ResultStore
     from mcbio.results.study_tables import curation_stats_path, write_study_outputs
 
     stats = json.loads(Path(job.curation_stats).read_text(encoding="utf-8"))
     write_json_atomic(curation_stats_path(ResultStore(job.results_dir), job.spec.experiment), stats)
-    written = write_study_outputs(job.spec, job.results_dir, job.out_dir, job.confidence, job.decimal_comma)
+    keep = {name: model_fingerprint(path, init) for name, (path, init) in job.models.items()}
+    written = write_study_outputs(job.spec, job.results_dir, job.out_dir, job.confidence, job.decimal_comma, keep)
     return {"written": [str(p) for p in written]}
 
 
@@ -142,26 +148,42 @@ def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
     stages += ontobook + curation
     curation_stages = tuple(s.name for s in curation)
     models = {"base": (run_name(base), str(paths.base_export))}
+    # Each model's export and the run that writes it: what reads an export is done only once that
+    # run is (a base about to be retrained still has its old export on disk).
+    exporters = {"base": (base, paths.base_export)}
     for arm in cfg.arms:
         arm_cfg = arm_config(cfg, paths, arm)
         pretrain, _, _, _ = pretraining_stages(arm_cfg, problems.section("continued."))
-        stages.append(Stage(f"{arm}-pretrain", tuple(pretrain), arm_cfg.resources,
-                            after=("base-pretrain", *curation_stages)))
+        stages.append(Stage(f"{arm}-pretrain", tuple(wait_for_export(pretrain, base, paths.base_export)),
+                            arm_cfg.resources, after=("base-pretrain", *curation_stages)))
         models[arm] = (run_name(arm_cfg), str(paths.arm(arm) / "hf"))
+        exporters[arm] = (arm_cfg, paths.arm(arm) / "hf")
 
     specs, notes = resolve_suite(cfg.evaluation, cfg.paths.shared_data, problems, "evaluation.")
     problems.raise_if_any(f"the study '{name}'")
     pretrained = tuple(s.name for s in stages if s.name.endswith("-pretrain"))
-    evaluate = evaluation_elements({record: (path, "pretrained") for record, path in models.values()}, specs,
-                                   cfg.evaluation, cfg, run_dir, experiment=name, record_tags={"study": name})
+    # model key -> (record name, path, init); the random-init model reads the base export's config and tokenizer.
+    evaluated_models = {key: (record, path, "pretrained") for key, (record, path) in models.items()}
+    # Named as models_of names every init=random model; the base export's weights are never read.
+    random_init = f"{models['base'][0]}-random-init" if cfg.report.random_init else ""
+    if random_init:
+        evaluated_models["base-random-init"] = (random_init, str(paths.base_export), "random")
+    evaluated = {record: (path, init) for record, path, init in evaluated_models.values()}
+    evaluate = []
+    for key, (record, path, init) in evaluated_models.items():
+        run_cfg, hf_dir = exporters["base" if key == "base-random-init" else key]
+        evaluate += wait_for_export(evaluation_elements({record: (path, init)}, specs, cfg.evaluation, cfg, run_dir,
+                                                        experiment=name, record_tags={"study": name}),
+                                    run_cfg, hf_dir)
     stages.append(Stage("evaluate", tuple(evaluate), with_needs(cfg.resources, cfg.evaluation.needs), after=pretrained))
     if cfg.report.enabled:
         r = cfg.report
-        spec = StudyTable(experiment=name, a=models[r.a][0], b=models[r.b][0], base=models["base"][0], label_a=r.a,
-                          label_b=r.b, label_base="base", paper_a=r.paper_a, paper_b=r.paper_b, tasks=list(specs))
+        spec = StudyTable(experiment=name, a=models[r.a][0], b=models[r.b][0], base=models["base"][0],
+                          random_init=random_init, label_a=r.a, label_b=r.b, label_base="base",
+                          paper_a=r.paper_a, paper_b=r.paper_b, tasks=list(specs), power=r.power)
         store = ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve())
         job = StudyTableJob(spec, str(store.root), str(paths.tables), r.confidence, r.decimal_comma,
-                            str(CurationPaths(paths.curation).stats))
+                            str(CurationPaths(paths.curation).stats), evaluated)
         table = paths.tables / f"table4_{name}.tex"
         stages.append(Stage("report", (Element(
             key=element_name("report", name), entry="mcbio.pipelines.study:study_table_element", cfg=job,

@@ -1,4 +1,4 @@
-"""Aggregates over seeds and tasks: mean/std, paired t-test with CI, Min-Max, Win Probability.
+"""Aggregates over seeds and tasks: mean/std, paired t-test with CI and power, Min-Max, Win Probability.
 
 Scores are organised as ``{model: {task: value}}`` (one value per task, usually the mean
 over fine-tuning seeds). Every function raises ``ValueError`` naming the model or task
@@ -66,12 +66,63 @@ def paired_ttest(a: Mapping[str, float], b: Mapping[str, float], confidence: flo
     n = len(diffs)
     mean_d, sd_d = mean_std(diffs)
     result = scipy_stats.ttest_rel(xa, xb)
-    half = scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * sd_d / math.sqrt(n)
+    half = ci_half_width(sd_d, n, confidence)
     return PairedComparison(
         n_tasks=n, mean_diff=mean_d, std_diff=sd_d, t_statistic=float(result.statistic),
         p_value=float(result.pvalue), ci_low=mean_d - half, ci_high=mean_d + half,
         confidence=confidence, wins=sum(d > 0 for d in diffs),
     )
+
+
+def ci_half_width(sd: float, n: int, confidence: float = 0.95) -> float:
+    """Half-width of the t confidence interval of a mean paired difference: ``t_{(1+c)/2, n-1} * sd / sqrt(n)``."""
+    if n < 2:
+        raise ValueError(f"ci_half_width: need at least 2 paired differences, got {n}")
+    return float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
+
+
+def paired_ttest_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` when the true mean difference is ``effect``.
+
+    The statistic follows a noncentral t with ``n - 1`` degrees of freedom and noncentrality
+    ``effect * sqrt(n) / sd``; the test rejects beyond ``+-t_{1-alpha/2, n-1}``.
+    """
+    if n < 2:
+        raise ValueError(f"paired_ttest_power: need at least 2 paired differences, got {n}")
+    if sd <= 0:
+        raise ValueError(f"paired_ttest_power: the sd of the differences must be positive, got {sd}")
+    df = n - 1
+    crit = scipy_stats.t.ppf(1 - alpha / 2, df)
+    nc = effect * math.sqrt(n) / sd
+    # The lower tail as the upper tail at -nc: scipy's nct.cdf far in the tail can return nan.
+    return float(scipy_stats.nct.sf(crit, df, nc) + scipy_stats.nct.sf(crit, df, -nc))
+
+
+def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.80) -> float:
+    """The smallest true mean paired difference the two-sided paired t-test at level ``alpha`` detects
+    with probability ``power``, for ``n`` pairs whose differences have standard deviation ``sd``.
+
+    Solves :func:`paired_ttest_power` (noncentral t, exact for normal differences) for the effect;
+    for large ``n`` it tends to ``(z_{1-alpha/2} + z_{power}) * sd / sqrt(n)``. In the unit of ``sd``.
+    """
+    from scipy.optimize import brentq
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"minimal_detectable_effect: alpha must be in (0, 1), got {alpha}")
+    if not alpha < power < 1:
+        # At effect 0 the test already rejects with probability alpha.
+        raise ValueError(f"minimal_detectable_effect: power must be in (alpha={alpha}, 1), got {power}")
+    if n < 2:
+        raise ValueError(f"minimal_detectable_effect: need at least 2 paired differences, got {n}")
+    if sd == 0:
+        return 0.0
+    if sd < 0:
+        raise ValueError(f"minimal_detectable_effect: the sd of the differences must be >= 0, got {sd}")
+    # The normal approximation underestimates at small n: widen the bracket until it holds the root.
+    high = (scipy_stats.norm.ppf(1 - alpha / 2) + scipy_stats.norm.ppf(power)) * sd / math.sqrt(n)
+    while paired_ttest_power(high, sd, n, alpha) < power:
+        high *= 2
+    return float(brentq(lambda d: paired_ttest_power(d, sd, n, alpha) - power, 0.0, high, xtol=1e-12 * sd))
 
 
 def min_max_normalised(scores: Scores) -> dict[str, dict[str, float]]:

@@ -1,4 +1,5 @@
-"""A study's Table 4: arm a vs arm b per task (base model beside), paired tests, gain figure, compute line.
+"""A study's Table 4: arm a vs arm b per task (base model and random init beside), paired tests, the
+comparison's power, gain figure, compute line.
 
 The same builder serves the study's own report element (``<study>/tables``) and
 ``python -m mcbio.results report`` (``results/tables``, from the committed records), so the
@@ -13,7 +14,8 @@ from typing import Iterable, Mapping, Sequence
 
 from mcbio.results.latex import Latex, booktabs_table, escape, fmt, write_table
 from mcbio.results.paper_tables import REPO, _mean_cell, _task_label, gain_series, of_table, signed, ttest_note
-from mcbio.results.records import ResultRecord, RunRecord
+from mcbio.results.records import ResultRecord, RunRecord, one_fingerprint_per_model
+from mcbio.results.stats import PairedComparison, minimal_detectable_effect, paired_ttest
 from mcbio.results.tables import mean_scores, seed_values, unique_records
 
 
@@ -54,15 +56,47 @@ def compute_line(runs: Iterable[RunRecord], records: Iterable[ResultRecord], mod
     return text
 
 
+def power_note(cmp: PairedComparison, power: float, labels: tuple[str, str], decimal_comma: bool) -> str:
+    """What the (task, seed) comparison could detect: its CI half-width and minimal detectable effect."""
+    dc = decimal_comma
+    half = (cmp.ci_high - cmp.ci_low) / 2
+    mde = minimal_detectable_effect(cmp.std_diff, cmp.n_tasks, 1 - cmp.confidence, power)
+    return (rf"Power over the {cmp.n_tasks} (task, seed) pairs: the {escape(labels[0])} $-$ {escape(labels[1])} "
+            rf"differences have sd {fmt(cmp.std_diff, 2, dc)} pp, so the {round(100 * cmp.confidence)}\,\% CI "
+            rf"half-width is {fmt(half, 2, dc)} pp; the smallest true mean gap a two-sided paired $t$-test at "
+            rf"{fmt(100 * (1 - cmp.confidence), 0, dc)}\,\% detects with {round(100 * power)}\,\% power "
+            rf"(minimal detectable effect) is {fmt(mde, 2, dc)} pp.")
+
+
+def random_init_note(means: Mapping[str, Mapping[str, float]], models: Mapping[str, str],
+                     labels: Mapping[str, str], order: Sequence[str], scale: float, decimal_comma: bool) -> str:
+    """How much each model gains over the random-init floor, mean over the table's tasks."""
+    floor = models["random_init"]
+    lacking = [t for t in order if t not in means.get(floor, {})]
+    if lacking:
+        return (f"No gain over {escape(labels['random_init'])}: no records of {escape(floor)} on "
+                f"{', '.join(_task_label(t) for t in lacking)}.")
+    gains = []
+    for k in ("a", "b", "base"):
+        if all(t in means.get(models[k], {}) for t in order):
+            gain = scale * statistics.fmean(means[models[k]][t] - means[floor][t] for t in order)
+            gains.append(f"{escape(labels[k])} {signed(gain, 2, decimal_comma)} pp")
+    return (f"Gain over {escape(labels['random_init'])} (the base architecture and tokenizer with random weights, "
+            f"fine-tuned alike), mean over {len(order)} tasks: {', '.join(gains)}.")
+
+
 def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecord], runs: Sequence[RunRecord],
                 models: Mapping[str, str], labels: Mapping[str, str], paper: tuple[str, str], tasks: Sequence[str],
                 caption: str, label: str, confidence: float = 0.95, decimal_comma: bool = False,
-                scale: float = 100.0) -> str:
-    """Per task: a, b, base (mean +- std over seeds), a - b, and the published pair's a, b, a - b."""
+                scale: float = 100.0, power: float = 0.8) -> str:
+    """Per task: a, b, base and (``models["random_init"]``, when set) the random-init floor, mean +- std
+    over seeds; a - b; the published pair's a, b, a - b. Under it the paired tests, the power of the
+    (task, seed) comparison at ``power``, each model's gain over random init and the compute line."""
     dc = decimal_comma
     values = seed_values(records)
     means = mean_scores(values)
     a, b, base = models["a"], models["b"], models["base"]
+    shown = [k for k in ("a", "b", "base", "random_init") if models.get(k)]
     missing = [m for m in (a, b) if m not in means]
     if missing:
         raise ValueError(f"study table: no records for {', '.join(missing)}")
@@ -76,8 +110,7 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
     for t in order:
         pub = published.get(pa, {}).get(t), published.get(pb, {}).get(t)
         rows.append((_task_label(t), [
-            _mean_cell(values[a][t], scale), _mean_cell(values[b][t], scale),
-            _mean_cell(values.get(base, {}).get(t), scale),
+            *(_mean_cell(values.get(models[k], {}).get(t), scale) for k in shown),
             signed(scale * (means[a][t] - means[b][t]), 2, dc),
             None if pub[0] is None else scale * pub[0], None if pub[1] is None else scale * pub[1],
             None if None in pub else signed(scale * (pub[0] - pub[1]), 1, dc)]))
@@ -86,7 +119,7 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
         got = [src.get(model, {}).get(t) for t in order]
         return None if not got or None in got else scale * statistics.fmean(got)
 
-    row_avg = [avg(a, means), avg(b, means), avg(base, means)]
+    row_avg = [avg(models[k], means) for k in shown]
     paper_avg = [avg(pa, published), avg(pb, published)]
     rows.append(("Average", [*row_avg, signed(row_avg[0] - row_avg[1], 2, dc), *paper_avg,
                              None if None in paper_avg else signed(paper_avg[0] - paper_avg[1], 1, dc)]))
@@ -99,62 +132,97 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
     if len(xa) >= 2:
         notes.append(ttest_note(f"{labels['a']} vs {labels['b']}, over {len(xa)} (task, seed) pairs", xa, xb,
                                 confidence, dc, unit="pairs"))
+        cmp = paired_ttest(xa, xb, confidence)
+        if cmp.std_diff > 0:
+            notes.append(power_note(cmp, power, (labels["a"], labels["b"]), dc))
     if base in means and all(t in means[base] for t in order) and len(order) >= 2:
         notes.append(ttest_note(f"{labels['a']} vs {labels['base']}, over {len(order)} tasks",
                                 {t: scale * means[a][t] for t in order}, {t: scale * means[base][t] for t in order},
                                 confidence, dc))
-    notes.append(compute_line(runs, records, {labels[k]: models[k] for k in ("base", "a", "b")}, dc))
+    if "random_init" in shown and order:
+        notes.append(random_init_note(means, models, labels, order, scale, dc))
+    notes.append(compute_line(runs, records, {labels[k]: models[k] for k in ("base", "a", "b", "random_init")
+                                              if k in shown}, dc))
     if not refs:
         notes.append(r"Published columns empty: this results store has no reference records "
                      r"(\texttt{python -m mcbio.results reference}).")
-    header = ["Task", labels["a"], labels["b"], labels["base"], Latex(r"$\Delta$"),
+    header = ["Task", *(labels[k] for k in shown), Latex(r"$\Delta$"),
               f"{labels['a']} (paper)", f"{labels['b']} (paper)", Latex(r"$\Delta$ (paper)")]
-    return booktabs_table(header, rows, caption, label, decimals=1, decimal_comma=dc, best_columns=[0, 1, 2],
-                          midrule_before=(len(rows) - 1,), notes=notes)
+    return booktabs_table(header, rows, caption, label, decimals=1, decimal_comma=dc,
+                          best_columns=list(range(len(shown))), midrule_before=(len(rows) - 1,), notes=notes)
 
 
 def overlap_table(stats: Mapping, caption: str, label: str, decimal_comma: bool = False) -> str:
-    """The decontamination report of a study's curation: documents and tokens dropped per mix group
-    for sharing an n-gram with a test split, and test examples touched per task."""
-    from mcbio.results.paper_tables import _task_label as task_label
-
+    """The decontamination report of a study's curation (``merge_overlap_reports``): per mix group,
+    documents dropped or cut and tokens removed; per test split, the examples the pretraining text
+    touched before decontamination and still touches after it. Reports of the former rule (any
+    shared n-gram dropped the document) show "--" where they recorded nothing."""
     dc = decimal_comma
     rows: list[tuple[str, list]] = []
     for group, d in sorted(stats["documents"].items()):
-        share = d["tokens_dropped"] / d["tokens_in"] if d["tokens_in"] else 0.0
-        rows.append((f"group {group}", [str(d["in"]), str(d["dropped"]), str(d["tokens_in"]), str(d["tokens_dropped"]),
-                                        fmt(100 * share, 1, dc)]))
+        removed = d["tokens_dropped"] + d.get("tokens_cut", 0)
+        kept = 1 - removed / d["tokens_in"] if d["tokens_in"] else 1.0
+        rows.append((f"group {group}", [str(d["in"]), str(d["dropped"]), str(d.get("cut", 0)), str(d["tokens_in"]),
+                                        str(removed), fmt(100 * kept, 2, dc)]))
     n_groups = len(rows)
+
+    def count(value) -> str:
+        return "--" if value is None else str(value)
+
+    rows.append((Latex(r"\emph{test split}"), ["examples", "hit", "colliding", "overlapping after",
+                                                "boilerplate only", r"boilerplate \%"]))
     for task, t in sorted(stats["tasks"].items()):
-        dropped = stats.get("dropped_by_task", {}).get(task, 0)
-        rows.append((f"test split {task_label(task)}", [str(t["examples"]), str(t["examples_hit"]), "--", str(dropped),
-                                                       fmt(100 * t["share_hit"], 1, dc)]))
-    note = (f"{stats['ngram']}-grams of lower-cased words. Groups: pretraining documents in, dropped (sharing at least "
-            f"one n-gram with a {escape(stats['split'])} split), tokens in and dropped, share of tokens dropped. Test "
-            "splits: documents (or examples), how many share an n-gram with the pretraining text, the pretraining "
-            "documents dropped for them, share of the split touched.")
-    return booktabs_table(["", "in / examples", "dropped / hit", "tokens in", "tokens dropped / docs", Latex(r"\%")],
-                          rows, caption, label, bold_best=None, midrule_before=(n_groups,), notes=[note],
-                          column_align="lrrrrr")
+        share = t.get("boilerplate_share_max")
+        rows.append((f"test split {_task_label(task)}", [
+            str(t["examples"]), str(t["examples_hit"]), count(t.get("examples_colliding", t["examples_hit"])),
+            count(t.get("examples_overlapping_after")), count(t.get("examples_boilerplate_only")),
+            "--" if share is None else fmt(100 * share, 1, dc)]))
+    n = stats["ngram"]
+    rules = stats.get("rules")
+    if rules:
+        seen = stats.get("boilerplate") or {}
+        found = (f" ({seen['boilerplate_ngrams']} of the {seen['test_ngrams_in_corpus']} test {n}-grams found in the "
+                 f"{seen['documents_counted']} pretraining documents)") if seen else ""
+        rule = (f"A test {n}-gram in more than {rules['max_document_frequency']} pretraining documents is boilerplate "
+                f"and ignored{found}; every other shared {n}-gram is cut out with {rules['window_chars']} characters "
+                f"on each side, pieces under {rules['min_piece_chars']} characters go too, and a document cut into "
+                f"more than {rules['max_pieces']} pieces is dropped (GPT-3's rule, Brown et al. 2020, appendix C).")
+    else:
+        rule = f"Former rule: a document sharing any {n}-gram with a test example was dropped whole."
+    note = (f"{n}-grams of lower-cased words, {escape(stats['split'])} splits. {rule} Groups: documents in, dropped, "
+            "cut; tokens in, removed (dropped or cut), share of tokens kept. Test splits: examples; sharing a "
+            f"{n}-gram with the pretraining text before decontamination (hit), a non-boilerplate one (colliding); "
+            f"sharing a non-boilerplate {n}-gram with the kept text (overlapping after: a long verbatim overlap), "
+            "only boilerplate ones; largest share of one example's n-grams that are boilerplate.")
+    return booktabs_table(["", "documents", "dropped", "cut", "tokens", "tokens removed", Latex(r"\% tokens kept")],
+                          rows, caption, label, bold_best=None, midrule_before=(n_groups, n_groups + 1),
+                          notes=[note], column_align="lrrrrrr")
 
 
-def study_table_of(spec, store, confidence: float = 0.95, decimal_comma: bool = False) -> str:
+def study_records(spec, store, keep: Mapping[str, str] | None = None) -> list[ResultRecord]:
+    """The study's evaluation records, one fingerprint per model (``keep``: model -> fingerprint prefix
+    when a model name has records of several weights; see :func:`one_fingerprint_per_model`)."""
+    return one_fingerprint_per_model(store.records(spec.experiment), keep)
+
+
+def study_table_of(spec, store, confidence: float = 0.95, decimal_comma: bool = False,
+                   keep: Mapping[str, str] | None = None) -> str:
     """The table of ``spec`` (a :class:`mcbio.config.report.StudyTable`) from the store's records."""
-    models = {"a": spec.a, "b": spec.b, "base": spec.base}
-    labels = {"a": spec.label_a, "b": spec.label_b, "base": spec.label_base}
+    models = {"a": spec.a, "b": spec.b, "base": spec.base, "random_init": spec.random_init}
+    labels = {"a": spec.label_a, "b": spec.label_b, "base": spec.label_base, "random_init": spec.label_random_init}
     caption = (f"Study {spec.experiment}: {spec.label_a} vs {spec.label_b} from the same base model (same data, "
                "order and budget), test sets, mean over seeds; the published Base pair beside it")
-    return study_table(store.records(spec.experiment), store.reference_records(), store.runs(), models, labels,
+    return study_table(study_records(spec, store, keep), store.reference_records(), store.runs(), models, labels,
                        (spec.paper_a, spec.paper_b), spec.tasks, caption, f"tab:{spec.experiment}", confidence,
-                       decimal_comma)
+                       decimal_comma, power=spec.power)
 
 
-def study_figure(spec, store, figures_dir: str | Path) -> list[Path]:
+def study_figure(spec, store, figures_dir: str | Path, keep: Mapping[str, str] | None = None) -> list[Path]:
     """``gain_<experiment>.png/.pdf``: a minus b per task, the study's and the published pair's."""
     from mcbio.results.figures import gain_comparison_figure
     from mcbio.results.paper import TASK_LABELS
 
-    series = gain_series(store.reference_records(), store.records(spec.experiment),
+    series = gain_series(store.reference_records(), study_records(spec, store, keep),
                          (spec.a, spec.b, spec.paper_a, spec.paper_b), spec.tasks)
     if REPO in series:
         series[spec.experiment] = series.pop(REPO)
@@ -179,18 +247,20 @@ def study_overlap_of(spec, store, decimal_comma: bool = False) -> str:
     if "decontamination" not in stats:
         raise ValueError(f"{path}: the curation ran without decontamination")
     return overlap_table(stats["decontamination"], f"Study {spec.experiment}: overlap of the pretraining mix with "
-                         "the evaluation test splits, before mixing", f"tab:overlap_{spec.experiment}", decimal_comma)
+                         "the evaluation test splits, before and after decontamination (before mixing)",
+                         f"tab:overlap_{spec.experiment}", decimal_comma)
 
 
 def write_study_outputs(spec, results_dir: str | Path, out_dir: str | Path, confidence: float = 0.95,
-                        decimal_comma: bool = False) -> list[Path]:
+                        decimal_comma: bool = False, keep: Mapping[str, str] | None = None) -> list[Path]:
     """The study's table, overlap table (when its curation statistics are in the store) and gain figure
-    under ``out_dir`` (its own report element)."""
+    under ``out_dir`` (its own report element; ``keep`` as in :func:`study_records`)."""
     from mcbio.results.records import ResultStore
 
     store = ResultStore(results_dir)
     out = Path(out_dir)
-    written = [write_table(study_table_of(spec, store, confidence, decimal_comma), out / f"table4_{spec.experiment}.tex")]
+    written = [write_table(study_table_of(spec, store, confidence, decimal_comma, keep),
+                           out / f"table4_{spec.experiment}.tex")]
     if curation_stats_path(store, spec.experiment).is_file():
         written.append(write_table(study_overlap_of(spec, store, decimal_comma), out / f"overlap_{spec.experiment}.tex"))
-    return written + study_figure(spec, store, out)
+    return written + study_figure(spec, store, out, keep)

@@ -156,10 +156,12 @@ def test_load_prompt_names_missing_prompt():
 
 
 def test_backends_need_local_models(tmp_path):
-    with pytest.raises(ValueError, match="llm.model"):
+    with pytest.raises(FileNotFoundError, match="llm.model: not set"):
         build_backend(LLMConfig(backend="transformers", model=None))
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="llm.model: .*missing does not exist"):
         build_backend(LLMConfig(backend="transformers", model=str(tmp_path / "missing")))
+    with pytest.raises(FileNotFoundError, match="llm.env: no LLM environment"):
+        build_backend(LLMConfig(backend="vllm", model=str(tmp_path), env=str(tmp_path / "no-env")))
 
 
 def test_transformers_backend_garbage_answers_are_set_aside(tmp_path, tiny_tokenizer):

@@ -4,7 +4,16 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mcbio.results.carbon import carbon_footprint
-from mcbio.results.stats import mean_std, min_max_normalised, min_max_score, paired_ttest, win_probability
+from mcbio.results.stats import (
+    ci_half_width,
+    mean_std,
+    min_max_normalised,
+    min_max_score,
+    minimal_detectable_effect,
+    paired_ttest,
+    paired_ttest_power,
+    win_probability,
+)
 
 
 def test_paired_ttest_and_ci_match_scipy():
@@ -26,6 +35,50 @@ def test_paired_ttest_and_ci_match_scipy():
 def test_paired_ttest_needs_two_tasks():
     with pytest.raises(ValueError, match="at least 2"):
         paired_ttest({"t": 1.0}, {"t": 2.0})
+
+
+def test_ci_half_width_is_the_paired_ttests():
+    a = {"t1": 71.2, "t2": 65.0, "t3": 80.4, "t4": 55.5}
+    b = {"t1": 70.0, "t2": 64.1, "t3": 80.9, "t4": 52.0}
+    cmp = paired_ttest(a, b)
+    assert ci_half_width(cmp.std_diff, 4) == pytest.approx((cmp.ci_high - cmp.ci_low) / 2)
+
+
+@pytest.mark.parametrize("sd, n", [(2.18, 27), (1.0, 3), (0.5, 54), (3.0, 2)])
+def test_the_minimal_detectable_effect_has_the_asked_power_under_the_noncentral_t(sd, n):
+    mde = minimal_detectable_effect(sd, n)
+    # Power computed here from scipy's noncentral t directly: reject when |T| > t_{0.975, n-1}.
+    crit = scipy_stats.t.ppf(0.975, n - 1)
+    nc = mde * math.sqrt(n) / sd
+    power = scipy_stats.nct.sf(crit, n - 1, nc) + scipy_stats.nct.sf(crit, n - 1, -nc)
+    assert power == pytest.approx(0.80, abs=1e-9)
+    # The t-test needs more than the normal approximation's effect, most at small n.
+    assert mde > (scipy_stats.norm.ppf(0.975) + scipy_stats.norm.ppf(0.80)) * sd / math.sqrt(n)
+    # A stricter power or level needs a larger effect.
+    assert minimal_detectable_effect(sd, n, power=0.9) > mde
+    assert minimal_detectable_effect(sd, n, alpha=0.01) > mde
+
+
+def test_the_minimal_detectable_effect_tends_to_the_normal_formula_for_large_n():
+    z = scipy_stats.norm.ppf(0.975) + scipy_stats.norm.ppf(0.80)
+    assert minimal_detectable_effect(2.0, 20000) == pytest.approx(z * 2.0 / math.sqrt(20000), rel=1e-3)
+    assert minimal_detectable_effect(2.0, 27) == pytest.approx(z * 2.0 / math.sqrt(27), rel=0.1)
+
+
+def test_power_matches_a_published_sample_size_table():
+    # G*Power's paired t-test example: d = 0.5, two-sided alpha 0.05, power 0.8 -> 34 pairs, actual power 0.8077775.
+    assert paired_ttest_power(0.5, 1.0, 34) == pytest.approx(0.8077775, abs=1e-6)
+    assert paired_ttest_power(0.5, 1.0, 33) < 0.80 < paired_ttest_power(0.5, 1.0, 34)
+    assert minimal_detectable_effect(1.0, 34) < 0.5 < minimal_detectable_effect(1.0, 33)
+    assert paired_ttest_power(0.0, 1.0, 10) == pytest.approx(0.05)
+
+
+def test_the_minimal_detectable_effect_refuses_what_it_cannot_compute():
+    assert minimal_detectable_effect(0.0, 10) == 0.0
+    with pytest.raises(ValueError, match="power must be in"):
+        minimal_detectable_effect(1.0, 10, alpha=0.05, power=0.04)
+    with pytest.raises(ValueError, match="at least 2"):
+        minimal_detectable_effect(1.0, 1)
 
 
 def test_mean_std_uses_sample_std():

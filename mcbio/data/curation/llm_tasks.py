@@ -23,7 +23,9 @@ EXTRACTION_SCHEMA: dict = {
 ANNOTATION_SCHEMA: dict = {
     "type": "object",
     "properties": {
-        **{k: {"type": "integer", "minimum": 1, "maximum": 10} for k in SCORE_KEYS},
+        # An enum, not minimum/maximum: every engine's grammar enforces it (llama-cpp-python's schema
+        # converter ignores integer bounds and lets a small model answer 45).
+        **{k: {"type": "integer", "enum": list(range(1, 11))} for k in SCORE_KEYS},
         "type": {"type": "string", "enum": list(CONTENT_TYPES)},
     },
     "required": [*SCORE_KEYS, "type"],

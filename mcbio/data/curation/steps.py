@@ -172,17 +172,19 @@ class _BatchedLLMStep(CurationStep):
     task = ""
 
     def __init__(self, llm_cfg, counter: Optional[TokenCounter] = None,
-                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+                 exclusion_writer: Optional[DiskWriter] = None, engine_log_dir: Optional[str] = None) -> None:
         super().__init__(counter, exclusion_writer)
         self.llm_cfg = llm_cfg
+        # Where a server engine writes its log (None: a temporary file, named in the job's log).
+        self.engine_log_dir = engine_log_dir
         self._backend = None
 
     @property
     def backend(self):
         if self._backend is None:
-            from mcbio.llm import build_backend
+            from mcbio.llm.backends import acquire_backend
 
-            self._backend = build_backend(self.llm_cfg)
+            self._backend = acquire_backend(self.llm_cfg, self.engine_log_dir)
         return self._backend
 
     def __getstate__(self):
@@ -194,6 +196,16 @@ class _BatchedLLMStep(CurationStep):
         return True
 
     def run(self, data, rank: int = 0, world_size: int = 1):
+        try:
+            yield from self._run(data, rank)
+        finally:
+            if self._backend is not None:  # a server engine stops with the last step using it
+                from mcbio.llm.backends import release_backend
+
+                release_backend(self._backend)
+                self._backend = None
+
+    def _run(self, data, rank: int):
         # Documents leave in the order they came (later steps group an article's passages
         # by adjacency), so skipped ones wait in ``pending`` with the batch.
         pending: List[tuple[Document, bool]] = []
@@ -222,13 +234,20 @@ class _BatchedLLMStep(CurationStep):
                 yield doc
 
     def _answer(self, batch: List[Document]) -> List[List[Document]]:
-        from mcbio.llm import generate_structured
+        import dataclasses
 
+        from mcbio.llm import generate_structured, validation_counts
+        from mcbio.llm.accounting import llm_counters
+
+        before = dataclasses.replace(self.backend.usage)
         with self.track_time(unit="batch"):
             results = generate_structured(
                 self.backend, [(self.prompt(d), self.parse) for d in batch],
                 self.schema if self.llm_cfg.guided_json else None, self.llm_cfg.max_retries, task=self.task,
             )
+        # Tokens, time and answer validity: the curation statistics' LLM block (mcbio.llm.accounting).
+        for key, value in llm_counters(self.backend.usage.minus(before), validation_counts(results)).items():
+            self.stat_update(key, value=value, unit="batch")
         out: List[List[Document]] = []
         for doc, res in zip(batch, results):
             self.stat_update("llm_attempts", value=res.attempts)
@@ -251,12 +270,12 @@ class LLMExtraction(_BatchedLLMStep):
     def __init__(self, llm_cfg, max_words: int, prompt_name: str = "curation_extract",
                  counter: Optional[TokenCounter] = None,
                  fidelity_thresholds: Iterable[float] = (0.99, 0.95, 0.90, 0.80, 0.50),
-                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+                 exclusion_writer: Optional[DiskWriter] = None, engine_log_dir: Optional[str] = None) -> None:
         from mcbio.data.curation.llm_tasks import EXTRACT_TASK
 
         self.fidelity_thresholds = tuple(fidelity_thresholds)
         self.task = EXTRACT_TASK
-        super().__init__(llm_cfg, counter, exclusion_writer)
+        super().__init__(llm_cfg, counter, exclusion_writer, engine_log_dir)
         self.max_words = max_words
         self.prompt_name = prompt_name
 
@@ -296,6 +315,10 @@ class LLMExtraction(_BatchedLLMStep):
             self.stat_update("kept")
 
 
+# Stats keys of the annotation's label counts: ``labels/<key>/<value>``.
+LABEL_PREFIX = "labels/"
+
+
 def in_llm_sample(doc_id: str, fraction: float, seed: int) -> bool:
     """Whether the LLM labels this passage: a draw fixed by (seed, id), whatever the task split."""
     return fraction >= 1.0 or stable_unit(seed, doc_id) < fraction
@@ -308,11 +331,11 @@ class LLMAnnotation(_BatchedLLMStep):
 
     def __init__(self, llm_cfg, sample_fraction: float = 1.0, sample_seed: int = 0,
                  prompt_name: str = "curation_annotate", counter: Optional[TokenCounter] = None,
-                 exclusion_writer: Optional[DiskWriter] = None) -> None:
+                 exclusion_writer: Optional[DiskWriter] = None, engine_log_dir: Optional[str] = None) -> None:
         from mcbio.data.curation.llm_tasks import ANNOTATE_TASK
 
         self.task = ANNOTATE_TASK
-        super().__init__(llm_cfg, counter, exclusion_writer)
+        super().__init__(llm_cfg, counter, exclusion_writer, engine_log_dir)
         self.sample_fraction = sample_fraction
         self.sample_seed = sample_seed
         self.prompt_name = prompt_name
@@ -339,6 +362,9 @@ class LLMAnnotation(_BatchedLLMStep):
     def accept(self, doc, labels):
         doc.metadata["labels"] = labels
         doc.metadata["labels_by"] = f"llm:{self.llm_cfg.backend}"
+        # The labels' distribution: an annotator that gives every passage the same score says nothing.
+        for key, value in labels.items():
+            self.stat_update(f"{LABEL_PREFIX}{key}/{value}")
         self.count_kept(doc)
         yield doc
 

@@ -11,7 +11,7 @@ import json
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -29,7 +29,8 @@ from mcbio.data.ontobook.verbalise import verbalise_payload, walk_payload
 from mcbio.data.ontobook.walks import Walk, WalkCounts, generate_walks
 from mcbio.files import write_json_atomic, write_jsonl_atomic
 from mcbio.jsonl import iter_jsonl
-from mcbio.llm import generate_structured, load_prompt
+from mcbio.llm import generate_structured, load_prompt, validation_counts
+from mcbio.llm.accounting import add_counters, llm_summary
 from mcbio.seeding import stable_int
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class ShardResult:
     documents: List[dict]
     failures: Counter
     attempts: int
+    # ``llm/*`` counters: tokens, time and answer validity (mcbio.llm.accounting).
+    llm: Dict[str, float] = field(default_factory=dict)
 
 
 def rephrase_walks(
@@ -128,9 +131,14 @@ def rephrase_walks(
     progress: bool = True,
 ) -> ShardResult:
     """Prompts -> validated answers; unfaithful answers are retried, then counted and dropped."""
+    import dataclasses
+
+    from mcbio.llm.accounting import llm_counters
+
     docs: List[dict] = []
     failures: Counter = Counter()
     attempts = 0
+    llm: Dict[str, float] = {}
     chunk = max(1, rephrase_cfg.chunk_size)
     schema = ANSWER_SCHEMA if rephrase_cfg.llm.guided_json else None
     template = load_prompt(rephrase_cfg.prompt)
@@ -141,7 +149,9 @@ def rephrase_walks(
         requests = [(build_prompt(payload, template),
                      make_parser(payload, graph.code_regex, rephrase_cfg.verify_relations))
                     for _, payload, _ in part]
+        before = dataclasses.replace(backend.usage)
         results = generate_structured(backend, requests, schema, rephrase_cfg.llm.max_retries, task=TASK)
+        add_counters(llm, llm_counters(backend.usage.minus(before), validation_counts(results)))
         for (walk, payload, _), res in zip(part, results):
             attempts += res.attempts
             if not res.ok:
@@ -159,7 +169,7 @@ def rephrase_walks(
             })
         bar.update(len(part))
     bar.close()
-    return ShardResult(docs, failures, attempts)
+    return ShardResult(docs, failures, attempts, llm)
 
 
 # --------------------------------------------------------------------------- shard + merge
@@ -194,6 +204,7 @@ def run_shard(
         "dropped": dict(sorted(result.failures.items())),
         "llm_attempts": result.attempts,
         "backend": backend.name,
+        "llm": result.llm,
         "steps_hist": _histogram(len(w.steps) for w, _, _ in items),
         "walk_chars_hist": _histogram((len(t) for _, _, t in items), CHARS_BIN),
     }
@@ -244,6 +255,7 @@ def merge_shards(out_dir: Path, plan: Dict[str, int], tokenizer: Optional[str] =
                 "ontology": name, "shards": shards, "walks_asked": 0, "walks": 0, "kept": 0,
                 "duplicates_across_shards": 0, "tokens": 0, "characters": 0, "dropped": Counter(),
                 "walk_types": {}, "steps_hist": Counter(), "walk_chars_hist": Counter(), "llm_attempts": 0,
+                "llm": {}, "backend": None,
             })
             for index in tqdm(range(shards), desc=f"merge {name}", disable=not progress):
                 docs_path, stats_path = shard_paths(out_dir, name, index)
@@ -252,6 +264,8 @@ def merge_shards(out_dir: Path, plan: Dict[str, int], tokenizer: Optional[str] =
                 st = json.loads(stats_path.read_text(encoding="utf-8"))
                 for key in ("walks_asked", "walks", "llm_attempts"):
                     s[key] += st[key]
+                add_counters(s["llm"], st.get("llm", {}))
+                s["backend"] = st.get("backend", s["backend"])
                 s["dropped"].update(st["dropped"])
                 s["steps_hist"].update(st["steps_hist"])
                 s["walk_chars_hist"].update(st["walk_chars_hist"])
@@ -278,7 +292,8 @@ def merge_shards(out_dir: Path, plan: Dict[str, int], tokenizer: Optional[str] =
         s["walk_chars_quantiles"] = _quantiles_from_hist(s["walk_chars_hist"])
         s["steps_quantiles"] = _quantiles_from_hist(s["steps_hist"])
         s["token_counter"] = method
+        s["llm"] = llm_summary(s["llm"], s["backend"])
         write_json_atomic(out_dir / STATS_DIR / f"{name}.json", s)
-        summary["ontologies"][name] = {k: s[k] for k in ("walks", "kept", "tokens", "dropped")}
+        summary["ontologies"][name] = {k: s[k] for k in ("walks", "kept", "tokens", "dropped", "llm")}
     write_json_atomic(out_dir / STATS_DIR / "summary.json", summary)
     return summary
