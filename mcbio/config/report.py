@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from mcbio.config.schema import RunConfig
+from mcbio.llm.config import LLMConfig
 
 
 @dataclass
@@ -106,6 +107,18 @@ class LayerChangeConfig:
 
 
 @dataclass
+class AppendixFidelityConfig:
+    """Table 8 measured beside the paper's: a real LLM extracts passages from the paper's appendix-E
+    source texts with the curation's own prompt and parser (the report launcher's first element,
+    :mod:`mcbio.pipelines.fidelity`); the report reads ``<results_dir>/fidelity/appendix_e.json``."""
+
+    # The extraction LLM; null = not measured (the report uses the file already in the store, if any).
+    llm: Optional[LLMConfig] = None
+    prompt: str = "curation_extract"
+    max_passage_words: int = 600
+
+
+@dataclass
 class ReportRunConfig(RunConfig):
     """Regenerate every table and figure under ``<results_dir>/tables`` and ``figures``."""
 
@@ -140,6 +153,7 @@ class ReportRunConfig(RunConfig):
     lengths: LengthStatsConfig = field(default_factory=LengthStatsConfig)
     # JSON written by the curation pipeline (fidelity scores, mix tokens, upsampling counts).
     curation_stats: Optional[str] = None
+    fidelity: AppendixFidelityConfig = field(default_factory=AppendixFidelityConfig)
     layer_change: LayerChangeConfig = field(default_factory=LayerChangeConfig)
     # Only each task's paper metric (records with extra.primary); false = every metric.
     primary_only: bool = True

@@ -136,6 +136,18 @@ def _repo_fidelity(stats: dict | None):
     return fidelity_shares(block)
 
 
+def curation_llm_steps(store: ResultStore) -> list[tuple[str, dict]]:
+    """(``<curation>/<step>``, the step's LLM summary) of every curation statistics file in the store."""
+    from mcbio.files import read_json_object
+
+    folder = store.root / "curation"
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for step, summary in sorted(((read_json_object(path) or {}).get("llm") or {}).items()):
+            out.append((f"{path.stem} {step}", summary))
+    return out
+
+
 def generate_report(cfg: ReportRunConfig) -> dict:
     """Every table (``tables/*.tex`` and ``all_tables.tex``) and figure, from the store's records alone.
 
@@ -221,7 +233,8 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         emit(f"overlap_{spec.experiment}", lambda spec=spec: study_overlap_of(spec, store, dc))
     emit("table5_carbon", lambda: carbon_paper_table(
         reference, store.runs(), cfg.carbon.tdp_w, cfg.carbon.pue, cfg.carbon.grid_g_per_kwh,
-        "Carbon footprint of pretraining", "tab:carbon", dc))
+        "Carbon footprint of pretraining (and of this repository's curation LLM steps)", "tab:carbon", dc,
+        curation_llm_steps(store)))
     emit("table6_lengths", lambda: lengths_paper_table(
         reference, computed_lengths(cfg, skipped), f"Length of {cfg.lengths.split}-set documents in tokens",
         "tab:lengths", dc))
@@ -245,8 +258,12 @@ def generate_report(cfg: ReportRunConfig) -> dict:
         examples = fidelity_examples(paper_dir)
     except (FileNotFoundError, ValueError, KeyError) as err:
         skipped["table8_fidelity (appendix-E examples)"] = str(err)
+    from mcbio.files import read_json_object
+    from mcbio.pipelines.fidelity import fidelity_path
+
+    measured = read_json_object(fidelity_path(store.root))
     emit("table8_fidelity", lambda: fidelity_paper_table(
-        reference, _repo_fidelity(stats), examples,
+        reference, _repo_fidelity(stats), examples, measured,
         "Extraction fidelity: share of passages whose normalised characters overlap their source (appendix E)",
         "tab:fidelity", dc))
     planned = CurationMixConfig()
@@ -308,9 +325,25 @@ def plan_report(cfg: ReportRunConfig, ctx: "LaunchContext") -> "Plan":
     from mcbio.cluster.launcher import element_name, run_dir_of, run_name
     from mcbio.cluster.plan import Element, Plan, Stage, single_task
 
+    from mcbio.config.checks import Problems, check_llm, check_path
+    from mcbio.pipelines.fidelity import AppendixFidelityJob, describe, fidelity_done, fidelity_path
+
     run_dir = run_dir_of(cfg)
     element_cfg = dataclasses.replace(cfg, results_dir=str(repo_path(cfg.results_dir)))
-    return Plan(name=run_name(cfg), run_dir=run_dir, stages=(
-        Stage("report", (Element(key=element_name("report", cfg.name), entry="mcbio.pipelines.report:generate_report",
-                                 cfg=element_cfg, describe=lambda r: f"{len(r.get('tables', {}))} table(s)"),),
-              single_task(cfg.resources, timeout_min=30)),))
+    stages = []
+    if cfg.fidelity.llm is not None:
+        problems = Problems()
+        check_llm(problems, "fidelity.llm", cfg.fidelity.llm)
+        examples = check_path(problems, "paper_dir", str(paper_path(cfg.paper_dir) / "fidelity_examples.json"), "file")
+        problems.raise_if_any(f"the report '{cfg.name}'")
+        job = AppendixFidelityJob(cfg.fidelity.llm, str(examples), str(fidelity_path(element_cfg.results_dir)),
+                                  cfg.fidelity.prompt, cfg.fidelity.max_passage_words)
+        stages.append(Stage("fidelity", (Element(
+            key=element_name("fidelity", "appendix_e"), entry="mcbio.pipelines.fidelity:measure_appendix_fidelity",
+            cfg=job, done=lambda: fidelity_done(job), describe=describe),),
+            single_task(cfg.resources, timeout_min=60)))
+    stages.append(Stage("report", (Element(key=element_name("report", cfg.name),
+                                           entry="mcbio.pipelines.report:generate_report", cfg=element_cfg,
+                                           describe=lambda r: f"{len(r.get('tables', {}))} table(s)"),),
+                        single_task(cfg.resources, timeout_min=30), after=tuple(s.name for s in stages)))
+    return Plan(name=run_name(cfg), run_dir=run_dir, stages=tuple(stages))

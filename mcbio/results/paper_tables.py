@@ -226,9 +226,11 @@ def clm_mlm_paper_table(reference: Iterable[ResultRecord], records: Iterable[Res
 
 
 def carbon_paper_table(reference: Iterable[ResultRecord], runs: Iterable[RunRecord], tdp_w: float, pue: float,
-                       grid_g_per_kwh: float, caption: str, label: str, decimal_comma: bool = False) -> str:
-    """Table 5: the older rows as published; this paper's rows (and this repository's runs) computed as
-    GPU-hours x TDP x PUE x grid intensity."""
+                       grid_g_per_kwh: float, caption: str, label: str, decimal_comma: bool = False,
+                       llm_steps: Sequence[tuple[str, Mapping]] = ()) -> str:
+    """Table 5: the older rows as published; this paper's rows (and this repository's runs, and the LLM
+    steps of its curations: ``llm_steps`` = (name, the step's ``llm`` summary)) computed as
+    GPU-hours x TDP x PUE x grid intensity, CPU work as its CPU-hours."""
     refs = need(reference, "5")
     by_model: dict[str, dict[str, ResultRecord]] = {}
     for r in refs:
@@ -255,6 +257,17 @@ def carbon_paper_table(reference: Iterable[ResultRecord], runs: Iterable[RunReco
                                                  escape(f"{run.num_gpus}x{run.gpu_type}"),
                                                  fmt(est.gpu_hours, 1, decimal_comma), fmt(est.energy_kwh, 1, decimal_comma),
                                                  fmt(est.co2_kg, 2, decimal_comma), REPO]))
+    for name, u in llm_steps:
+        wall_h = (float(u.get("seconds", 0.0)) + float(u.get("engine_start_s", 0.0))) / 3600
+        what = f"{name}: LLM {u.get('model') or ''} on {u['backend']}, {u['generated_tokens']} tokens ({REPO})"
+        if u.get("gpu_hours"):
+            est = carbon_footprint(float(u["gpu_hours"]), tdp_w, pue, grid_g_per_kwh)
+            rows.append((what, [fmt(wall_h, 2, decimal_comma), "GPU", fmt(est.gpu_hours, 2, decimal_comma),
+                                fmt(est.energy_kwh, 2, decimal_comma), fmt(est.co2_kg, 3, decimal_comma), REPO]))
+        else:
+            rows.append((what, [fmt(wall_h, 2, decimal_comma),
+                                escape(f"CPU, {fmt(float(u.get('cpu_hours', 0.0)), 2, decimal_comma)} CPU-h"),
+                                None, None, None, REPO]))
     note = (rf"Energy = GPU-hours $\times$ {fmt(tdp_w, 0, decimal_comma)}\,W (H100 SXM5 TDP) $\times$ PUE "
             rf"{fmt(pue, 1, decimal_comma)}; emissions at {fmt(grid_g_per_kwh, 0, decimal_comma)}\,g\,CO$_2$eq/kWh "
             r"(France). Rows from the CamemBERT-bio paper are as published.")
@@ -338,10 +351,11 @@ def upsampling_paper_table(reference: Iterable[ResultRecord], buckets: Sequence[
 
 
 def fidelity_paper_table(reference: Iterable[ResultRecord], repo: tuple[int, Mapping[float, float]] | None,
-                         examples: Sequence[tuple[str, float]], caption: str, label: str,
+                         examples: Sequence[tuple[str, float]], measured: Mapping | None, caption: str, label: str,
                          decimal_comma: bool = False) -> str:
     """Table 8: share of passages at or above each overlap level, paper vs this repository's curation
-    statistics; the appendix-E examples scored by the same measure as a note."""
+    statistics; the appendix-E examples scored by the same measure as a note, and beside them a real
+    LLM's extractions of the same sources (``measured``: :mod:`mcbio.pipelines.fidelity`'s result)."""
     refs = need(reference, "8")
     rows = []
     for r in refs:
@@ -357,6 +371,13 @@ def fidelity_paper_table(reference: Iterable[ResultRecord], repo: tuple[int, Map
     if examples:
         notes.append(escape("Appendix E examples, same measure: ") + "; ".join(
             f"{escape(name)} {fmt(100 * score, 1, decimal_comma)}\\,\\%" for name, score in examples) + ".")
+    if measured:
+        who = (f"{measured.get('model')} on {measured.get('backend')}" if measured.get("model")
+               else f"{measured.get('backend')} (not an LLM)")
+        notes.append(escape(f"{REPO}: {who} extracting the same sources with the curation's prompt: ") + "; ".join(
+            f"{escape(r['name'])} {fmt(100 * r['overlap'], 1, decimal_comma)}\\,\\% "
+            f"({len(r['passages'])} passage{'s' if len(r['passages']) != 1 else ''}"
+            + (escape(f", {r['error'][:80]}") if r.get("error") else "") + ")" for r in measured["examples"]) + ".")
     return booktabs_table(header, rows, caption, label, bold_best=None, notes=notes)
 
 

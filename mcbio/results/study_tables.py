@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from mcbio.files import read_json_object
 from mcbio.results.latex import Latex, booktabs_table, escape, fmt, write_table
 from mcbio.results.paper_tables import REPO, _mean_cell, _task_label, gain_series, of_table, signed, ttest_note
 from mcbio.results.records import ResultRecord, RunRecord, one_fingerprint_per_model
@@ -39,9 +40,24 @@ def pair_scores(scores: Mapping[str, Mapping[str, Mapping[int, float]]], a: str,
     return xa, xb
 
 
+def llm_compute(llm: Mapping[str, Mapping] | None, decimal_comma: bool) -> str:
+    """The curation's LLM steps (the ``llm`` block of its statistics): model, engine, tokens, time."""
+    parts = []
+    for step, u in sorted((llm or {}).items()):
+        what = {"llm_annotate": "annotation", "llm_extract": "extraction"}.get(step, step)
+        parts.append(f"{what} {escape(str(u.get('model') or ''))} on {escape(u['backend'])}, {u['prompts']} prompts, "
+                     f"{fmt(u['prompt_tokens'] / 1e3, 0, decimal_comma)}k prompt + "
+                     f"{fmt(u['generated_tokens'] / 1e3, 1, decimal_comma)}k generated tokens in "
+                     f"{fmt((u['seconds'] + u['engine_start_s']) / 60, 1, decimal_comma)} min "
+                     f"({fmt(u.get('cpu_hours', 0.0), 2, decimal_comma)} CPU-h"
+                     + (f", {fmt(u['gpu_hours'], 2, decimal_comma)} GPU-h" if u.get("gpu_hours") else "") + ")")
+    return "; LLM " + ", ".join(parts) if parts else ""
+
+
 def compute_line(runs: Iterable[RunRecord], records: Iterable[ResultRecord], models: Mapping[str, str],
-                 decimal_comma: bool) -> str:
-    """CPU-hours of each model's pretraining (run records) and of the fine-tuning runs (records)."""
+                 decimal_comma: bool, llm: Mapping[str, Mapping] | None = None) -> str:
+    """CPU-hours of each model's pretraining (run records), of the curation's LLM steps (its statistics'
+    ``llm`` block) and of the fine-tuning runs (records)."""
     by_model = {r.model: r for r in sorted(runs, key=lambda r: r.timestamp)}
     parts = []
     for label, model in models.items():
@@ -52,6 +68,7 @@ def compute_line(runs: Iterable[RunRecord], records: Iterable[ResultRecord], mod
     runs_done = [r for r in unique_records(records) if r.extra.get("primary") and r.model in models.values()]
     ft_h = sum(float(r.extra.get("total_time_s", 0.0)) for r in runs_done) / 3600
     text = "Compute: pretraining " + (", ".join(parts) if parts else "not recorded")
+    text += llm_compute(llm, decimal_comma)
     text += f"; fine-tuning {len(runs_done)} runs, {fmt(ft_h, 2, decimal_comma)} h of run time (no GPU)."
     return text
 
@@ -88,7 +105,7 @@ def random_init_note(means: Mapping[str, Mapping[str, float]], models: Mapping[s
 def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecord], runs: Sequence[RunRecord],
                 models: Mapping[str, str], labels: Mapping[str, str], paper: tuple[str, str], tasks: Sequence[str],
                 caption: str, label: str, confidence: float = 0.95, decimal_comma: bool = False,
-                scale: float = 100.0, power: float = 0.8) -> str:
+                scale: float = 100.0, power: float = 0.8, llm: Mapping[str, Mapping] | None = None) -> str:
     """Per task: a, b, base and (``models["random_init"]``, when set) the random-init floor, mean +- std
     over seeds; a - b; the published pair's a, b, a - b. Under it the paired tests, the power of the
     (task, seed) comparison at ``power``, each model's gain over random init and the compute line."""
@@ -142,7 +159,7 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
     if "random_init" in shown and order:
         notes.append(random_init_note(means, models, labels, order, scale, dc))
     notes.append(compute_line(runs, records, {labels[k]: models[k] for k in ("base", "a", "b", "random_init")
-                                              if k in shown}, dc))
+                                              if k in shown}, dc, llm))
     if not refs:
         notes.append(r"Published columns empty: this results store has no reference records "
                      r"(\texttt{python -m mcbio.results reference}).")
@@ -212,9 +229,10 @@ def study_table_of(spec, store, confidence: float = 0.95, decimal_comma: bool = 
     labels = {"a": spec.label_a, "b": spec.label_b, "base": spec.label_base, "random_init": spec.label_random_init}
     caption = (f"Study {spec.experiment}: {spec.label_a} vs {spec.label_b} from the same base model (same data, "
                "order and budget), test sets, mean over seeds; the published Base pair beside it")
+    stats = read_json_object(curation_stats_path(store, spec.experiment)) or {}
     return study_table(study_records(spec, store, keep), store.reference_records(), store.runs(), models, labels,
                        (spec.paper_a, spec.paper_b), spec.tasks, caption, f"tab:{spec.experiment}", confidence,
-                       decimal_comma, power=spec.power)
+                       decimal_comma, power=spec.power, llm=stats.get("llm"))
 
 
 def study_figure(spec, store, figures_dir: str | Path, keep: Mapping[str, str] | None = None) -> list[Path]:

@@ -190,6 +190,13 @@ def test_this_repository_columns_sit_beside_the_published_ones(tmp_path, tiny_hf
                             gpu_type="H100", commit="c"), "main")
     curation = tmp_path / "curation_stats.json"
     curation.write_text(json.dumps({"fidelity": {"scores": [1.0, 0.995, 0.97, 0.6]}}), encoding="utf-8")
+    # A study's curation statistics in the store: their LLM steps are rows of the carbon table.
+    (tmp_path / "results" / "curation").mkdir(parents=True)
+    (tmp_path / "results" / "curation" / "st.json").write_text(json.dumps({"llm": {
+        "llm_annotate": {"backend": "vllm", "model": "m", "generated_tokens": 2000, "seconds": 3000.0,
+                         "engine_start_s": 600.0, "cpu_hours": 2.0, "gpu_hours": 0.0},
+        "llm_extract": {"backend": "vllm", "model": "m", "generated_tokens": 9000, "seconds": 3600.0,
+                        "engine_start_s": 0.0, "cpu_hours": 8.0, "gpu_hours": 1.0}}}))
     summary = report(tmp_path / "results", f"curation_stats={curation}", "lengths.tasks=[mini_ner]",
                      f"lengths.tokenizers={{tiny: {tiny_hf_dir}}}")
     tables = tmp_path / "results" / "tables"
@@ -207,6 +214,10 @@ def test_this_repository_columns_sit_beside_the_published_ones(tmp_path, tiny_hf
     assert r"drug\_information & 64.35 & +0.67 & 62.00 & +2.00 \\" in t1
     t5 = (tables / "table5_carbon.tex").read_text(encoding="utf-8")
     assert r"base\_clm\_detour (this repository) & 4.0 & 4xH100 & 16.0 & 13.4 & 0.46 & this repository \\" in t5
+    # 1 GPU-h x 700 W x 1.2 = 0.84 kWh, x 34 g/kWh = 0.029 kg; the CPU step shows its CPU-hours.
+    assert (r"st llm\_extract: LLM m on vllm, 9000 tokens (this repository) & 1.00 & GPU & 1.00 & 0.84 & 0.029 & "
+            r"this repository \\") in t5
+    assert r"st llm\_annotate: LLM m on vllm, 2000 tokens (this repository) & 1.00 & CPU, 2.00 CPU-h &" in t5
     t6 = (tables / "table6_lengths.tex").read_text(encoding="utf-8")
     assert re.search(r"mini\\_ner & this repository \(tiny\) & \d+ &", t6)
     t8 = (tables / "table8_fidelity.tex").read_text(encoding="utf-8")

@@ -121,6 +121,22 @@ def test_the_compute_line_reads_the_run_records_and_the_fine_tuning_times(store)
     line = note(study_table_of(SPEC, store), "Compute:")
     assert "base 0.50 CPU-h (15 min)" in line and "detour 0.25 CPU-h" in line and "control 0.25 CPU-h" in line
     assert "fine-tuning 36 runs, 0.36 h" in line  # 4 models x 3 tasks x 3 seeds, random init included
+    assert "LLM" not in line  # no curation statistics in the store
+
+
+def test_the_compute_line_gives_the_curations_llm_steps(store):
+    import json
+
+    from mcbio.results.study_tables import curation_stats_path
+
+    path = curation_stats_path(store, "st")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"llm": {"llm_annotate": {
+        "backend": "vllm", "model": "smollm2-135m-instruct", "prompts": 812, "prompt_tokens": 634000,
+        "generated_tokens": 20300, "seconds": 420.0, "engine_start_s": 150.0, "cpu_hours": 0.3167, "gpu_hours": 0.0}}}))
+    line = note(study_table_of(SPEC, store), "Compute:")
+    assert ("LLM annotation smollm2-135m-instruct on vllm, 812 prompts, 634k prompt + 20.3k generated tokens "
+            "in 9.5 min (0.32 CPU-h)") in line
 
 
 def test_without_reference_records_the_published_columns_are_empty_and_said_so(store, tmp_path):
