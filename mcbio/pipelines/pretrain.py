@@ -29,7 +29,7 @@ from pathlib import Path
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
 from mcbio.config.checks import Problems, check_model_dir, check_path, check_tokenizer_dir
-from mcbio.config.loader import config_hash, to_container
+from mcbio.config.loader import stable_hash, to_container
 from mcbio.config.schema import PretrainRunConfig
 from mcbio.files import sha256_file, write_json_atomic
 from mcbio.model.fingerprint import (
@@ -106,10 +106,17 @@ def input_fingerprint(cfg: PretrainRunConfig, known: dict | None = None) -> dict
     return {"fingerprint": hashlib.sha256(summary.encode()).hexdigest(), **parts}
 
 
+def training_hash(cfg: PretrainRunConfig) -> str:
+    """What the pretraining element computes: its model, data and training settings. The run's
+    evaluation, report and stage list do not change the weights: changing them (a study sizing its
+    fine-tuning) re-plans the evaluation, never the pretraining."""
+    return stable_hash({key: to_container(getattr(cfg, key)) for key in ("model", "data", "train")})
+
+
 def write_run_marker(hf_dir: Path, cfg: PretrainRunConfig, inputs: dict) -> Path:
     """The export's :data:`RUN_MARKER`, written last: the run's name (the records' model name), its
     config hash and the inputs it trained on (:func:`input_fingerprint`)."""
-    return write_json_atomic(hf_dir / RUN_MARKER, {"run": run_name(cfg), "config_hash": config_hash(cfg),
+    return write_json_atomic(hf_dir / RUN_MARKER, {"run": run_name(cfg), "config_hash": training_hash(cfg),
                                                    "commit": git_commit(), "inputs": inputs})
 
 
@@ -119,7 +126,7 @@ def export_done(cfg: PretrainRunConfig, hf_dir: Path) -> bool:
         marker = json.loads((hf_dir / RUN_MARKER).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    if not isinstance(marker, dict) or marker.get("config_hash") != config_hash(cfg):
+    if not isinstance(marker, dict) or marker.get("config_hash") != training_hash(cfg):
         return False
     recorded = marker.get("inputs")
     if not isinstance(recorded, dict):  # exported before inputs were fingerprinted
@@ -287,7 +294,7 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
         return {"rank": dist.get_global_rank()}
     hf_dir = out_dir / "hf"
     export_hf(hf_model, tokenizer, hf_dir)
-    run_hash = config_hash(cfg)
+    run_hash = training_hash(cfg)
     wall_s = time.time() - started
     gpus = res.nodes * res.gpus_per_node
     ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve()).add_run(RunRecord(

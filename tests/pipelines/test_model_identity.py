@@ -201,6 +201,18 @@ def test_a_changed_shards_manifest_or_starting_checkpoint_makes_pretraining_run_
     assert not export_done(cfg, hf)
 
 
+def test_evaluation_settings_do_not_make_pretraining_run_again_training_settings_do(tmp_path, tiny_tokenizer):
+    """A study that sizes its fine-tuning after pretraining re-plans its evaluation, not its models."""
+    manifest = json.dumps({"shards": [{"name": "shard-00000", "num_sequences": 10}]})
+    cfg, hf, shards = on_shards(tmp_path, tiny_tokenizer, manifest)
+    assert export_done(cfg, hf)
+    for override in ("evaluation.seeds=[1,2,3]", "evaluation.finetune.epochs=1", "report.decimal_comma=true",
+                     "stages=[pretrain]"):
+        assert export_done(pretrain_cfg(tmp_path, f"data.shards={shards}", override), hf), override
+    assert not export_done(pretrain_cfg(tmp_path, f"data.shards={shards}", "train.seed=18"), hf)
+    assert not export_done(pretrain_cfg(tmp_path, f"data.shards={shards}", "model.intermediate_size=100"), hf)
+
+
 def test_a_changed_corpus_file_makes_pretraining_run_again(tmp_path, tiny_tokenizer):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
