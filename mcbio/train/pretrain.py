@@ -79,7 +79,9 @@ def prepare_tokenizer(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, out_
     with atomic_dir(cached) as tmp:
         tokenizer.save_pretrained(tmp)
     log.info("trained a %d-token BPE tokenizer -> %s", len(tokenizer), cached)
-    return tokenizer
+    # The saved one, as a resumed run gets it: a tokenizer fresh from training writes its special
+    # tokens map in another form, which would change the export's fingerprint on a mere re-export.
+    return load_tokenizer(cached)
 
 
 def packed_data_dir(data_cfg: PretrainDataConfig, out_dir: Path) -> Path:

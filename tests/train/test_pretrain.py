@@ -213,3 +213,17 @@ def test_flash_attention_2_path_trains_with_composer_and_exports(shards, tiny_to
         a, b = reloaded(**enc).logits, hf(**enc).logits
     real = enc["attention_mask"].bool()
     torch.testing.assert_close(a[real], b[real], rtol=1e-5, atol=1e-5)
+
+
+def test_a_trained_tokenizer_saves_the_same_files_as_when_a_resumed_run_loads_it(tmp_path):
+    """A re-export after a requeue or relaunch must not change the model's fingerprint through its tokenizer."""
+    from mcbio.model.fingerprint import tokenizer_fingerprint
+    from mcbio.train.pretrain import prepare_tokenizer
+
+    model_cfg = ModelConfig(vocab_size=400, max_position_embeddings=256)
+    data_cfg = PretrainDataConfig()
+    fresh = prepare_tokenizer(model_cfg, data_cfg, tmp_path)  # trains and caches it
+    resumed = prepare_tokenizer(model_cfg, data_cfg, tmp_path)  # reads the cache
+    fresh.save_pretrained(tmp_path / "first_export")
+    resumed.save_pretrained(tmp_path / "re_export")
+    assert tokenizer_fingerprint(tmp_path / "first_export") == tokenizer_fingerprint(tmp_path / "re_export")
