@@ -60,3 +60,9 @@ def llm_summary(counters: Mapping[str, float], backend: str, model: str | None =
         "valid_share": round((c["valid_first_try"] + c["valid_after_retry"]) / requests, 4),
         "retries": int(c["retries"]), "invalid": int(c["invalid"]),
     }
+
+
+def engine_steps(block: Mapping[str, Mapping] | None) -> dict[str, Mapping]:
+    """The steps of a statistics' ``llm`` block that ran on an LLM engine: a ``rules`` step is counted
+    (its prompts, its validation) but spent no LLM compute, so the compute and carbon lines leave it out."""
+    return {step: u for step, u in (block or {}).items() if u.get("backend") != "rules"}

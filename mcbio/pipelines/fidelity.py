@@ -32,6 +32,8 @@ class AppendixFidelityJob:
     out_path: str
     prompt: str
     max_passage_words: int
+    # The engine's log: the run directory, not the results store (which is committed).
+    log_dir: str
 
     def settings(self) -> dict:
         """What the measurement depends on (the result is reused while these are the same)."""
@@ -52,7 +54,7 @@ def measure_appendix_fidelity(job: AppendixFidelityJob) -> dict:
     from mcbio.llm import build_backend, generate_structured, validation_counts
 
     examples = json.loads(Path(job.examples).read_text(encoding="utf-8"))
-    backend = build_backend(job.llm, log_dir=Path(job.out_path).parent / "llm_logs")
+    backend = build_backend(job.llm, log_dir=Path(job.log_dir))
     try:
         results = generate_structured(
             backend, [(extraction_prompt(e["source"], job.max_passage_words, job.prompt), parse_extraction)

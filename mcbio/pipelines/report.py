@@ -137,13 +137,15 @@ def _repo_fidelity(stats: dict | None):
 
 
 def curation_llm_steps(store: ResultStore) -> list[tuple[str, dict]]:
-    """(``<curation>/<step>``, the step's LLM summary) of every curation statistics file in the store."""
+    """(``<curation>/<step>``, the step's LLM summary) of every curation statistics file in the store
+    (steps that ran on an LLM engine only)."""
     from mcbio.files import read_json_object
+    from mcbio.llm.accounting import engine_steps
 
     folder = store.root / "curation"
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        for step, summary in sorted(((read_json_object(path) or {}).get("llm") or {}).items()):
+        for step, summary in sorted(engine_steps((read_json_object(path) or {}).get("llm")).items()):
             out.append((f"{path.stem} {step}", summary))
     return out
 
@@ -337,7 +339,7 @@ def plan_report(cfg: ReportRunConfig, ctx: "LaunchContext") -> "Plan":
         examples = check_path(problems, "paper_dir", str(paper_path(cfg.paper_dir) / "fidelity_examples.json"), "file")
         problems.raise_if_any(f"the report '{cfg.name}'")
         job = AppendixFidelityJob(cfg.fidelity.llm, str(examples), str(fidelity_path(element_cfg.results_dir)),
-                                  cfg.fidelity.prompt, cfg.fidelity.max_passage_words)
+                                  cfg.fidelity.prompt, cfg.fidelity.max_passage_words, str(run_dir / "llm_logs"))
         stages.append(Stage("fidelity", (Element(
             key=element_name("fidelity", "appendix_e"), entry="mcbio.pipelines.fidelity:measure_appendix_fidelity",
             cfg=job, done=lambda: fidelity_done(job), describe=describe),),

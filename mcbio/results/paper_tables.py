@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Sequence
 from mcbio.results.carbon import carbon_footprint
 from mcbio.results.latex import Latex, booktabs_table, escape, fmt
 from mcbio.results.paper import TASK_LABELS, TASK_TYPES
-from mcbio.results.records import ResultRecord, RunRecord
+from mcbio.results.records import ResultRecord, RunRecord, training_runs
 from mcbio.results.stats import mean_std, paired_ttest
 from mcbio.results.tables import mean_scores, seed_values
 
@@ -245,7 +245,7 @@ def carbon_paper_table(reference: Iterable[ResultRecord], runs: Iterable[RunReco
                              fmt(est.co2_kg if ours else m["kg_co2eq"].value, 2, decimal_comma),
                              escape(str(m["gpu_hours"].extra.get("row_source", "")))]))
     n_paper = len(rows)
-    for run in sorted(runs, key=lambda r: r.model):
+    for run in sorted(training_runs(runs), key=lambda r: r.model):
         if not run.num_gpus:  # a CPU run: its CPU-hours, no GPU power model applies
             cpu_h = float(run.extra.get("cpu_hours", 0.0))
             rows.append((f"{run.model} ({REPO})", [fmt(run.wall_s / 3600, 1, decimal_comma),

@@ -126,6 +126,29 @@ class RunRecord:
     timestamp: float = field(default_factory=time.time)
 
 
+def training_runs(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """Each model's current training as one record: its latest launch that started from scratch
+    (``resumed_at_batch`` 0) and every later launch that resumed it (a requeue after preemption, a
+    relaunch that only exported again), their wall time, GPU- and CPU-hours summed. Launches of an
+    earlier training of the same name are not its cost. A launch records itself when its element
+    ends: a launch preempted before that writes no row, and its time is not counted."""
+    by_model: dict[str, list[RunRecord]] = {}
+    for run in sorted(runs, key=lambda r: r.timestamp):
+        if not run.extra.get("resumed_at_batch"):
+            by_model[run.model] = []
+        by_model.setdefault(run.model, []).append(run)
+    out = []
+    for launches in by_model.values():
+        last = launches[-1]
+        cpu_h = sum(float(r.extra.get("cpu_hours", 0.0)) for r in launches)
+        out.append(RunRecord(model=last.model, config_hash=last.config_hash,
+                             gpu_hours=sum(r.gpu_hours for r in launches), num_gpus=last.num_gpus,
+                             wall_s=sum(r.wall_s for r in launches), gpu_type=last.gpu_type, commit=last.commit,
+                             extra={**last.extra, "cpu_hours": round(cpu_h, 4), "launches": len(launches)},
+                             timestamp=last.timestamp))
+    return out
+
+
 def read_run_records(paths: str | Path | Iterable[str | Path]) -> list[RunRecord]:
     return _read_rows(paths, RunRecord, "run record")
 
@@ -196,9 +219,10 @@ class ResultStore:
         return self._locked_append(self.records_dir / f"{experiment}.jsonl", rows, _row_key)
 
     def add_run(self, run: RunRecord, experiment: str) -> int:
-        return self._locked_append(
-            self.runs_dir / f"{experiment}.jsonl", [asdict(run)], lambda row: (row["model"], row["config_hash"])
-        )
+        """One row per launch of a pretraining (a requeue or a relaunch adds its own time):
+        :func:`training_runs` sums the launches of each model's current training."""
+        return self._locked_append(self.runs_dir / f"{experiment}.jsonl", [asdict(run)],
+                                   lambda row: (row["model"], row["config_hash"], row["timestamp"]))
 
     def done_keys(self) -> set[tuple]:
         """(model, task, seed, config_hash, split, model fingerprint) of every primary-metric record, in

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 from mcbio.files import read_json_object
 from mcbio.results.latex import Latex, booktabs_table, escape, fmt, write_table
 from mcbio.results.paper_tables import REPO, _mean_cell, _task_label, gain_series, of_table, signed, ttest_note
-from mcbio.results.records import ResultRecord, RunRecord, one_fingerprint_per_model
+from mcbio.results.records import ResultRecord, RunRecord, one_fingerprint_per_model, training_runs
 from mcbio.results.stats import PairedComparison, minimal_detectable_effect, paired_ttest
 from mcbio.results.tables import mean_scores, seed_values, unique_records
 
@@ -42,8 +42,10 @@ def pair_scores(scores: Mapping[str, Mapping[str, Mapping[int, float]]], a: str,
 
 def llm_compute(llm: Mapping[str, Mapping] | None, decimal_comma: bool) -> str:
     """The curation's LLM steps (the ``llm`` block of its statistics): model, engine, tokens, time."""
+    from mcbio.llm.accounting import engine_steps
+
     parts = []
-    for step, u in sorted((llm or {}).items()):
+    for step, u in sorted(engine_steps(llm).items()):
         what = {"llm_annotate": "annotation", "llm_extract": "extraction"}.get(step, step)
         parts.append(f"{what} {escape(str(u.get('model') or ''))} on {escape(u['backend'])}, {u['prompts']} prompts, "
                      f"{fmt(u['prompt_tokens'] / 1e3, 0, decimal_comma)}k prompt + "
@@ -56,9 +58,9 @@ def llm_compute(llm: Mapping[str, Mapping] | None, decimal_comma: bool) -> str:
 
 def compute_line(runs: Iterable[RunRecord], records: Iterable[ResultRecord], models: Mapping[str, str],
                  decimal_comma: bool, llm: Mapping[str, Mapping] | None = None) -> str:
-    """CPU-hours of each model's pretraining (run records), of the curation's LLM steps (its statistics'
-    ``llm`` block) and of the fine-tuning runs (records)."""
-    by_model = {r.model: r for r in sorted(runs, key=lambda r: r.timestamp)}
+    """CPU-hours of each model's pretraining (its current training's launches, :func:`training_runs`), of the
+    curation's LLM steps (its statistics' ``llm`` block) and of the fine-tuning runs (records)."""
+    by_model = {r.model: r for r in training_runs(runs)}
     parts = []
     for label, model in models.items():
         run = by_model.get(model)

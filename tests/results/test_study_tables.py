@@ -124,6 +124,21 @@ def test_the_compute_line_reads_the_run_records_and_the_fine_tuning_times(store)
     assert "LLM" not in line  # no curation statistics in the store
 
 
+def test_the_compute_line_counts_every_launch_of_the_current_training_only(store):
+    def launch(cpu_h: float, wall_s: float, resumed_at: int) -> None:
+        store.add_run(RunRecord(model="st-a", config_hash="h2", gpu_hours=0.0, num_gpus=0, wall_s=wall_s,
+                                gpu_type="cpu", commit="c", extra={"cpu_hours": cpu_h, "resumed_at_batch": resumed_at}),
+                      "st-a")
+
+    # st-a trained again from scratch, preempted at batch 120 and resumed, then relaunched once more
+    # after it had finished (a re-export): its cost is those three launches, not the earlier training.
+    launch(0.5, 1200.0, 0)
+    launch(0.3, 600.0, 120)
+    launch(0.01, 60.0, 300)
+    line = note(study_table_of(SPEC, store), "Compute:")
+    assert "detour 0.81 CPU-h (31 min)" in line and "base 0.50 CPU-h (15 min)" in line
+
+
 def test_the_compute_line_gives_the_curations_llm_steps(store):
     import json
 
@@ -133,10 +148,14 @@ def test_the_compute_line_gives_the_curations_llm_steps(store):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"llm": {"llm_annotate": {
         "backend": "vllm", "model": "smollm2-135m-instruct", "prompts": 812, "prompt_tokens": 634000,
-        "generated_tokens": 20300, "seconds": 420.0, "engine_start_s": 150.0, "cpu_hours": 0.3167, "gpu_hours": 0.0}}}))
+        "generated_tokens": 20300, "seconds": 420.0, "engine_start_s": 150.0, "cpu_hours": 0.3167, "gpu_hours": 0.0},
+        # The rules backend is no LLM: counted in the statistics, but no LLM compute to state.
+        "llm_extract": {"backend": "rules", "model": None, "prompts": 1520, "prompt_tokens": 0,
+                        "generated_tokens": 0, "seconds": 0.34, "engine_start_s": 0.0, "cpu_hours": 0.0002}}}))
     line = note(study_table_of(SPEC, store), "Compute:")
     assert ("LLM annotation smollm2-135m-instruct on vllm, 812 prompts, 634k prompt + 20.3k generated tokens "
             "in 9.5 min (0.32 CPU-h)") in line
+    assert "extraction" not in line and "rules" not in line
 
 
 def test_without_reference_records_the_published_columns_are_empty_and_said_so(store, tmp_path):
