@@ -82,6 +82,20 @@ def test_recipes_load_and_hash_their_lock(tmp_path, monkeypatch):
     recipe, digest = env.load_recipe("cpu")
     assert any(s.requirements == "cpu.lock.txt" and "--no-deps" in s.pip_args for s in recipe.steps)
     assert "vllm" in recipe.check_imports and len(digest) == 64
+    # A package compiled with build options (llama.cpp without AMX) is not also pinned in an earlier
+    # step's lock: installed from there (or from pip's wheel cache) it would skip those options.
+    import re
+
+    for i, step in enumerate(recipe.steps):
+        if step.env:
+            assert "--no-cache-dir" in step.pip_args
+            built = {re.split(r"[=<>\[]", p)[0].lower().replace("_", "-") for p in step.packages}
+            for earlier in recipe.steps[:i]:
+                if earlier.requirements:
+                    pinned = {re.split(r"[=<>\[]", line)[0].strip().lower().replace("_", "-")
+                              for line in (env.recipes_dir() / earlier.requirements).read_text().splitlines()
+                              if line.strip() and not line.startswith("#")}
+                    assert not built & pinned, f"{earlier.requirements} pins {built & pinned}"
     # The hash covers the lock file: changing a pinned version means a rebuild.
     folder = tmp_path / "recipes"
     folder.mkdir()
