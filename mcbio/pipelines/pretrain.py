@@ -106,11 +106,20 @@ def input_fingerprint(cfg: PretrainRunConfig, known: dict | None = None) -> dict
     return {"fingerprint": hashlib.sha256(summary.encode()).hexdigest(), **parts}
 
 
+# The run's input folders: identified by their content (input_fingerprint), not by where they are.
+INPUT_PATH_KEYS = (("data", "corpus"), ("data", "shards"), ("model", "init_from"), ("model", "tokenizer"))
+
+
 def training_hash(cfg: PretrainRunConfig) -> str:
     """What the pretraining element computes: its model, data and training settings. The run's
     evaluation, report and stage list do not change the weights: changing them (a study sizing its
-    fine-tuning) re-plans the evaluation, never the pretraining."""
-    return stable_hash({key: to_container(getattr(cfg, key)) for key in ("model", "data", "train")})
+    fine-tuning) re-plans the evaluation, never the pretraining. Nor do the paths of its inputs
+    (:data:`INPUT_PATH_KEYS`), which :func:`input_fingerprint` identifies by content: the same corpus
+    reached as ``../shared/data`` or through ``MCBIO_DATA``, or in a clone elsewhere, is the same run."""
+    settings = {key: to_container(getattr(cfg, key)) for key in ("model", "data", "train")}
+    for section, key in INPUT_PATH_KEYS:
+        settings[section].pop(key)
+    return stable_hash(settings)
 
 
 def write_run_marker(hf_dir: Path, cfg: PretrainRunConfig, inputs: dict) -> Path:
@@ -283,8 +292,8 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
     with rank_zero_first():
         if dist.get_global_rank() == 0:
             inputs = input_fingerprint(cfg)
-            set_aside_stale_state(out_dir, inputs, tuple(p for p in (cfg.data.corpus, cfg.data.shards,
-                                                                    cfg.model.init_from, cfg.model.tokenizer) if p))
+            set_aside_stale_state(out_dir, inputs, tuple(p for p in (getattr(getattr(cfg, section), key)
+                                                                    for section, key in INPUT_PATH_KEYS) if p))
     logger = composer_wandb_logger(cfg.tracking, name, out_dir, "pretrain", to_container(cfg))
     res = cfg.resources
     hf_model, tokenizer, _, resumed_at = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,

@@ -176,6 +176,15 @@ def on_shards(tmp_path: Path, tokenizer, index: str, *overrides: str) -> tuple[P
     return cfg, exported(cfg, tokenizer), shards
 
 
+def on_corpus(tmp_path: Path, tokenizer) -> tuple[PretrainRunConfig, Path, Path]:
+    """A run trained on a one-file corpus folder: (config, export, corpus folder)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_text('{"text": "Le patient tousse."}\n')
+    cfg = pretrain_cfg(tmp_path, f"data.corpus={corpus}")
+    return cfg, exported(cfg, tokenizer), corpus
+
+
 def test_a_changed_shards_manifest_or_starting_checkpoint_makes_pretraining_run_again(tmp_path, tiny_tokenizer):
     base = tmp_path / "base"
     torch.manual_seed(0)
@@ -213,12 +222,20 @@ def test_evaluation_settings_do_not_make_pretraining_run_again_training_settings
     assert not export_done(pretrain_cfg(tmp_path, f"data.shards={shards}", "model.intermediate_size=100"), hf)
 
 
+def test_the_same_inputs_at_another_path_are_the_same_run(tmp_path, tiny_tokenizer):
+    """A corpus reached through MCBIO_DATA or ../shared/data, or in a clone elsewhere: content decides."""
+    cfg, hf, corpus = on_corpus(tmp_path, tiny_tokenizer)
+    shutil.copytree(corpus, tmp_path / "elsewhere")
+    (tmp_path / "link").symlink_to(corpus)
+    assert export_done(pretrain_cfg(tmp_path, f"data.corpus={tmp_path / 'elsewhere'}"), hf)
+    assert export_done(pretrain_cfg(tmp_path, f"data.corpus={tmp_path / 'link'}/../corpus"), hf)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.jsonl").write_text('{"text": "Fièvre."}\n')
+    assert not export_done(pretrain_cfg(tmp_path, f"data.corpus={tmp_path / 'other'}"), hf)
+
+
 def test_a_changed_corpus_file_makes_pretraining_run_again(tmp_path, tiny_tokenizer):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.jsonl").write_text('{"text": "Le patient tousse."}\n')
-    cfg = pretrain_cfg(tmp_path, f"data.corpus={corpus}")
-    hf = exported(cfg, tiny_tokenizer)
+    cfg, hf, corpus = on_corpus(tmp_path, tiny_tokenizer)
     assert export_done(cfg, hf)
     (corpus / "a.jsonl").write_text('{"text": "Le patient toussa."}\n')  # same size, other content
     assert not export_done(cfg, hf)
