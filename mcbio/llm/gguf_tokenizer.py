@@ -80,4 +80,7 @@ def tokenizer_from_gguf(path: str | Path):
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token=bos, eos_token=token("eos"), unk_token=token("unknown"),
         pad_token=token("padding"), chat_template=meta.get("tokenizer.chat_template"),
-        model_max_length=context or 8192, clean_up_tokenization_spaces=False)
+        model_max_length=context or 8192, clean_up_tokenization_spaces=False,
+        # A causal LM has no segment embeddings (the GGUF declares no token types): without this the
+        # tokenizer returns token_type_ids, which generate() refuses.
+        model_input_names=["input_ids", "attention_mask"])

