@@ -6,7 +6,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional, Sequence
 
 import submitit
 
@@ -88,18 +88,38 @@ class _LogEcho:
 
 
 def follow(submitted: list[tuple[Element, submitit.Job]], progress: Progress, echo: bool,
-           poll_s: float = 1.0) -> list[tuple[Element, submitit.Job]]:
+           poll_s: float = 1.0, waiting: Sequence[Element] = (),
+           start: Optional[Callable[[list[Element]], list[tuple[Element, submitit.Job]]]] = None,
+           limit: int = 0) -> list[tuple[Element, submitit.Job]]:
     """Print a line per element as it finishes (completion order); return the failed ones.
 
-    ``echo``: stream the job's own output when it is the only one in flight.
+    ``echo``: stream the job's own output when it is the only one in flight. ``waiting``: elements
+    to start with ``start`` (local runs), at most ``limit`` in flight: a local stage of hundreds of
+    elements does not hold hundreds of processes. An element that an earlier stage made done
+    (a finished run re-exported as it was) is counted done, not started.
     """
     remaining = list(submitted)
-    started = time.time()
+    queue = list(waiting)
+    began = {job.job_id: time.time() for _, job in remaining}
     failed: list[tuple[Element, submitit.Job]] = []
     echoes: dict[str, _LogEcho] = {}
     progress.running += len(remaining)
-    while remaining:
-        if echo and len(remaining) == 1:
+    while remaining or queue:
+        if queue and start is not None and len(remaining) < limit:
+            batch, queue = queue[:limit - len(remaining)], queue[limit - len(remaining):]
+            fresh = []
+            for element in batch:
+                if element.done():
+                    progress.done += 1
+                    say(f"done {element.key}: found done before it started [{progress.line()}]")
+                else:
+                    fresh.append(element)
+            jobs = start(fresh) if fresh else []
+            began.update({job.job_id: time.time() for _, job in jobs})
+            remaining += jobs
+            progress.running += len(jobs)
+            continue
+        if echo and len(remaining) == 1 and not queue:
             echoes.setdefault(remaining[0][1].job_id, _LogEcho(remaining[0][1])).pump()
         still = []
         for element, job in remaining:
@@ -109,7 +129,7 @@ def follow(submitted: list[tuple[Element, submitit.Job]], progress: Progress, ec
             if job.job_id in echoes:
                 echoes[job.job_id].pump()
             progress.running -= 1
-            elapsed = time.time() - started
+            elapsed = time.time() - began[job.job_id]
             try:
                 result = _result_of(job)
             except Exception:
@@ -124,7 +144,7 @@ def follow(submitted: list[tuple[Element, submitit.Job]], progress: Progress, ec
             described = element.describe(result) if element.describe else ""
             say(f"done {element.key}{': ' + described if described else ''} ({elapsed:.0f} s) [{progress.line()}]")
         remaining = still
-        if remaining:
+        if remaining and not (queue and len(remaining) < limit):
             time.sleep(poll_s)
     return failed
 

@@ -60,15 +60,23 @@ def run_name(cfg: RunConfig) -> str:
 # --------------------------------------------------------------------------- submission
 
 
+def local_parallelism(stage: Stage, n_elements: int) -> int:
+    """Elements of a local stage running at once: the stage's array parallelism, at most its elements."""
+    return min(n_elements, max(1, stage.resources.array_parallelism))
+
+
 def submit_stage(plan: Plan, stage: Stage, elements: Sequence[Element], backend: str,
-                 dependency: str | None = None) -> list[tuple[Element, submitit.Job]]:
-    """One array (Slurm) or batch (local) for ``elements`` of ``stage``; jobs are recorded in the registry."""
+                 dependency: str | None = None, at_once: int | None = None) -> list[tuple[Element, submitit.Job]]:
+    """One array (Slurm) or batch (local) for ``elements`` of ``stage``; jobs are recorded in the registry.
+
+    ``at_once`` (local): how many of the stage's elements run side by side, when the launcher starts
+    them a few at a time (they share this machine's cores)."""
     folder = plan.run_dir / "submitit" / stage.name
     executor = make_executor(backend, stage.resources, folder, f"{plan.name}-{stage.name}", dependency)
     slots, threads = None, None
     if backend == "local":
-        at_once = min(len(elements), max(1, stage.resources.array_parallelism))
-        if len(elements) > 1:
+        at_once = at_once or local_parallelism(stage, len(elements))
+        if at_once > 1 or len(elements) > 1:
             slots = (str(state_dir(plan.run_dir) / "slots" / stage.name), at_once)
         # This machine's cores, shared by the elements (and tasks) that run at once.
         threads = max(1, (os.cpu_count() or 1) // (at_once * stage.resources.tasks_per_node))
@@ -172,11 +180,12 @@ def run_plan(plan: Plan, backend: str, wait: bool) -> int:
                 say(f"{plan.name}/{stage.name}: {len(alive)} element(s) already running in another launch; "
                     "not submitted again, waiting for them")
             started = time.time()
-            jobs = submit_stage(plan, stage, pending, backend) if pending else []
-            if jobs:
-                say(f"{plan.name}/{stage.name}: running {len(jobs)} element(s) locally "
-                    f"({min(len(jobs), max(1, stage.resources.array_parallelism))} at a time)")
-            stage_failed = follow(jobs, progress, echo=True)
+            at_once = local_parallelism(stage, len(pending))
+            if pending:
+                say(f"{plan.name}/{stage.name}: running {len(pending)} element(s) locally ({at_once} at a time)")
+            stage_failed = follow([], progress, echo=True, waiting=pending, limit=at_once,
+                                  start=lambda elements, stage=stage, at_once=at_once: submit_stage(
+                                      plan, stage, elements, backend, at_once=at_once))
             _wait_until_not_running(plan, alive)
             lost = [e for e in alive if not e.done()]
             for e in lost:
@@ -186,7 +195,7 @@ def run_plan(plan: Plan, backend: str, wait: bool) -> int:
             failed += stage_failed
             if alive and not lost:
                 progress.done += len(alive)
-            if jobs or alive:
+            if pending or alive:
                 say(f"{plan.name}/{stage.name}: stage {'FAILED' if stage.name in failed_stages else 'done'} "
                     f"in {time.time() - started:.0f} s [{progress.done}/{progress.total} elements done]")
     return _closing(plan, failed, not_started, progress)

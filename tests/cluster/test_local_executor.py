@@ -54,6 +54,45 @@ def test_local_array_respects_its_parallelism(tmp_path):
     spans = sorted((r["started"], r["finished"]) for r in (pickle.loads(p.read_bytes())[1] for p in pkl))
     assert len(spans) == 3
     assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:]))
+    # Each element's process is started only once the one before it has finished: a stage of
+    # hundreds of elements does not hold hundreds of waiting processes.
+    submitted = sorted(p.stat().st_mtime for p in (tmp_path / "submitit" / "timed_count").glob("*_submitted.pkl"))
+    assert all(end <= sub for (_, end), sub in zip(spans, submitted[1:]))
+
+
+def test_follow_starts_a_few_at_a_time_and_skips_what_became_done():
+    from mcbio.cluster.follow import Progress, follow
+    from mcbio.cluster.plan import Element
+
+    done = set()
+
+    class FinishedJob:
+        num_tasks = 1
+
+        def __init__(self, key):
+            self.job_id, self.key = key, key
+
+        def done(self):
+            return True
+
+        def result(self):
+            done.add(self.key)
+            if self.key == "e1":  # running e1 makes e3 done (a re-export its records match)
+                done.add("e3")
+            return {}
+
+    elements = [Element(key=f"e{i}", entry="x:y", cfg=None, done=lambda k=f"e{i}": k in done) for i in range(5)]
+    batches = []
+
+    def start(batch):
+        batches.append([e.key for e in batch])
+        return [(e, FinishedJob(e.key)) for e in batch]
+
+    progress = Progress(total=5)
+    assert follow([], progress, echo=False, poll_s=0.0, waiting=elements, start=start, limit=2) == []
+    assert all(len(b) <= 2 for b in batches) and "e3" not in sum(batches, [])
+    assert sorted(sum(batches, [])) == ["e0", "e1", "e2", "e4"]
+    assert progress.done == 5 and progress.running == 0
 
 
 def test_a_failed_element_shows_its_exception_in_the_launcher_output(tmp_path, capsys):
