@@ -103,7 +103,7 @@ def check_llm(problems: Problems, key: str, cfg) -> None:
     environment for the server backends. Nothing is imported from that environment here."""
     from mcbio.llm.config import SERVER_BACKENDS
     from mcbio.llm.env import env_problem
-    from mcbio.llm.models import model_problem
+    from mcbio.llm.models import context_problem, model_problem
 
     if cfg.backend == "rules":
         return
@@ -114,3 +114,6 @@ def check_llm(problems: Problems, key: str, cfg) -> None:
         problem = env_problem(cfg.env)
         if problem:
             problems.add(f"{key}.env", problem)
+        problem = context_problem(cfg.model, cfg.server.max_model_len)
+        if problem:
+            problems.add(f"{key}.server.max_model_len", problem)

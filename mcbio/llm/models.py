@@ -90,6 +90,23 @@ def model_problem(value: Optional[str], backend: str) -> Optional[str]:
     return None
 
 
+def context_problem(value: Optional[str], max_model_len: int) -> Optional[str]:
+    """Why a context of ``max_model_len`` tokens does not fit the model of ``llm.model``, or None.
+
+    vLLM refuses a context beyond the model's ``max_position_embeddings`` once its engine starts
+    (minutes into the job); this says so at launch. A folder without ``config.json`` is not checked.
+    """
+    folder = resolve_model(value)
+    from mcbio.files import read_json_object
+
+    config = read_json_object(folder / "config.json") if folder is not None else None
+    limit = (config or {}).get("max_position_embeddings")
+    if isinstance(limit, (int, float)) and max_model_len > limit:
+        return (f"{max_model_len} tokens exceed the model's context ({int(limit)}, max_position_embeddings of "
+                f"{folder / 'config.json'}): set it to {int(limit)} or less")
+    return None
+
+
 def locate_packaged_gguf(model: PackagedModel, python: Path) -> Path:
     """The GGUF inside ``model.package`` as installed in the environment of ``python``."""
     code = (f"import importlib.util; s = importlib.util.find_spec({model.package!r}); "

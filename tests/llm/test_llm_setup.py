@@ -194,6 +194,18 @@ def test_launch_checks_name_the_llm_keys(tmp_path, monkeypatch):
     problems = Problems()
     check_llm(problems, "llm", LLMConfig(backend="rules"))
     assert problems.items == []
+    # A context longer than the model's: vLLM would refuse it minutes into the job; the launch says so.
+    from mcbio.llm.config import ServerConfig
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 8192}))
+    for max_model_len, refused in ((16384, True), (8192, False)):
+        problems = Problems()
+        check_llm(problems, "curation.llm", LLMConfig(backend="vllm", model=str(folder),
+                                                      server=ServerConfig(max_model_len=max_model_len)))
+        found = [p for p in problems.items if "'curation.llm.server.max_model_len'" in p]
+        assert bool(found) == refused and (not found or "exceed the model's context (8192" in found[0])
 
 
 def test_a_prepared_model_folder_is_reused_while_its_gguf_is_unchanged(tmp_path, monkeypatch):
