@@ -100,9 +100,13 @@ def test_a_slurm_profile_never_runs_on_the_local_executor(tmp_path, capsys, tiny
 
 def test_dry_runs_with_every_check_take_seconds(tmp_path, capsys, tiny_hf_dir):
     started = time.time()
-    assert launch(PretrainRunConfig, PRETRAIN, plan_pretraining, ["preset=smoke", "dry_run=true"]) == 0
+    # Their own run directories: the checkout's runs/ may hold a finished quick start.
+    assert launch(PretrainRunConfig, PRETRAIN, plan_pretraining,
+                  ["preset=smoke", "dry_run=true", f"out_dir={tmp_path / 'pretrain'}",
+                   f"evaluation.results_dir={tmp_path / 'results'}"]) == 0
     assert launch(EvaluateRunConfig, EVALUATE, plan_evaluation,
-                  ["preset=smoke", "dry_run=true", f"model.path={tiny_hf_dir}", "model.name=tiny", "tasks=[mini_ner]"]) == 0
+                  ["preset=smoke", "dry_run=true", f"model.path={tiny_hf_dir}", "model.name=tiny", "tasks=[mini_ner]",
+                   f"out_dir={tmp_path / 'evaluate'}", f"results_dir={tmp_path / 'results'}"]) == 0
     out = capsys.readouterr().out
     assert "#   pretrain/base_clm_detour-smoke: pending" in out and "evaluate/tiny/mini_ner/seed-42" in out
     # Generous bound for a loaded 2-core CI machine; typically ~1 s each.
