@@ -111,3 +111,41 @@ def smoke_run(tmp_path_factory) -> Path:
     out = root / "run"
     run_launcher("base_clm_detour", "preset=smoke", f"out_dir={out}", f"evaluation.results_dir={root / 'results'}")
     return out
+
+
+# The checkout's own output folders belong to the user (the README's quick start writes there):
+# no test may create, change or delete anything under them.
+USER_OUTPUTS = (REPO / "runs", REPO / "results")
+
+
+def snapshot_outputs(roots=USER_OUTPUTS) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file and folder under ``roots``, by path."""
+    seen: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for name in [*dirs, *files]:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                seen[path] = (0 if name in dirs else st.st_size, st.st_mtime_ns)
+    return seen
+
+
+def changed_outputs(before: dict, after: dict) -> list[str]:
+    """``+ path`` (created), ``- path`` (deleted), ``~ path`` (changed), sorted by path."""
+    marks = [(p, "+") for p in after.keys() - before.keys()] + [(p, "-") for p in before.keys() - after.keys()]
+    marks += [(p, "~") for p in before.keys() & after.keys() if before[p] != after[p]]
+    return [f"{mark} {os.path.relpath(p, REPO)}" for p, mark in sorted(marks)]
+
+
+@pytest.fixture(autouse=True)
+def _user_outputs_untouched():
+    before = snapshot_outputs()
+    yield
+    changes = changed_outputs(before, snapshot_outputs())
+    if changes:
+        shown = "\n".join(changes[:20]) + (f"\n... and {len(changes) - 20} more" if len(changes) > 20 else "")
+        pytest.fail("this test wrote into the checkout's runs/ or results/ (give it out_dir/results_dir "
+                    f"under tmp_path):\n{shown}", pytrace=False)

@@ -10,7 +10,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import submitit
 
+from mcbio.cluster.job import AlreadyRunning
 from mcbio.cluster.plan import Element
+from mcbio.cluster.registry import is_running
 
 PREFIX = "[mcbio]"
 # Lines of a failed element's error shown in the launcher's output.
@@ -103,8 +105,21 @@ def follow(submitted: list[tuple[Element, submitit.Job]], progress: Progress, ec
     began = {job.job_id: time.time() for _, job in remaining}
     failed: list[tuple[Element, submitit.Job]] = []
     echoes: dict[str, _LogEcho] = {}
+    # Elements whose job stepped aside for another launch's job: (element, job, lock).
+    elsewhere: list[tuple[Element, submitit.Job, str]] = []
     progress.running += len(remaining)
-    while remaining or queue:
+    while remaining or queue or elsewhere:
+        for item in [i for i in elsewhere if not is_running(Path(i[2]))]:
+            elsewhere.remove(item)
+            element, job, _ = item
+            progress.running -= 1
+            if element.done():
+                progress.done += 1
+                say(f"done {element.key}: by the other launch [{progress.line()}]")
+            else:
+                progress.failed += 1
+                failed.append((element, job))
+                say(f"FAILED {element.key}: it ran in another launch and is not done [{progress.line()}]", err=True)
         if queue and start is not None and len(remaining) < limit:
             batch, queue = queue[:limit - len(remaining)], queue[limit - len(remaining):]
             fresh = []
@@ -140,11 +155,17 @@ def follow(submitted: list[tuple[Element, submitit.Job]], progress: Progress, ec
                     + "\n".join(f"    {l}" for l in reason.splitlines())
                     + f"\n    log: {job.paths.stderr}", err=True)
                 continue
+            if isinstance(result, AlreadyRunning):
+                say(f"{element.key}: another launch's job {result.owner} is running it; not run twice, "
+                    "waiting for it to end")
+                elsewhere.append((element, job, result.lock))
+                progress.running += 1  # still running, in the other launch
+                continue
             progress.done += 1
             described = element.describe(result) if element.describe else ""
             say(f"done {element.key}{': ' + described if described else ''} ({elapsed:.0f} s) [{progress.line()}]")
         remaining = still
-        if remaining and not (queue and len(remaining) < limit):
+        if (remaining or elsewhere) and not (queue and len(remaining) < limit):
             time.sleep(poll_s)
     return failed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -12,6 +13,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import submitit
 from filelock import FileLock, Timeout
+
+from mcbio.cluster.registry import OWNER_SUFFIX, is_running
 
 from mcbio.cluster.distributed import export_torch_distributed_env
 
@@ -54,6 +57,68 @@ def concurrency_slot(folder: Path, slots: int, poll_s: float = 0.5) -> Iterator[
         time.sleep(poll_s)
 
 
+@dataclasses.dataclass(frozen=True)
+class AlreadyRunning:
+    """What a job returns instead of running when another launch's job holds the element's lock.
+
+    Two launches that both found the element pending (neither had started yet) submit it
+    twice; the second job to start steps aside, and its launcher waits for the first.
+    """
+
+    lock: str
+    owner: str
+
+
+def _job_identity() -> tuple[str, int]:
+    """(job id, global rank) of this submitit job; a plain call (tests) is job ``pid-<pid>``, rank 0."""
+    try:
+        env = submitit.JobEnvironment()
+        return str(env.job_id), int(env.global_rank)
+    except RuntimeError:  # not inside a submitit job
+        return f"pid-{os.getpid()}", 0
+
+
+def _read_owner(lock_path: Path) -> str:
+    try:
+        return (lock_path.parent / (lock_path.name + OWNER_SUFFIX)).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def hold_running_lock(stack: contextlib.ExitStack, lock_path: Path, owner_wait_s: float = 120.0,
+                      poll_s: float = 0.5) -> Optional[AlreadyRunning]:
+    """Take the element's running lock for this job, or say which job holds it.
+
+    Rank 0 takes the lock and writes its job id beside it; the other ranks of a multi-task
+    job never take it (they would wait forever on their own rank 0) but read the owner
+    file, so that all ranks of a job that lost the race step aside together.
+    """
+    job_id, rank = _job_identity()
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    owner_file = lock_path.parent / (lock_path.name + OWNER_SUFFIX)
+    if rank == 0:
+        lock = FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return AlreadyRunning(str(lock_path), _read_owner(lock_path) or "unknown")
+        stack.callback(lock.release)
+        owner_file.write_text(job_id, encoding="utf-8")
+        return None
+    deadline = time.time() + owner_wait_s
+    while time.time() < deadline:
+        owner = _read_owner(lock_path)
+        if owner == job_id:
+            return None
+        if owner and is_running(lock_path):
+            # Held, and not by our rank 0 (which writes its id right after taking it): give it a moment.
+            time.sleep(poll_s)
+            if _read_owner(lock_path) != job_id:
+                return AlreadyRunning(str(lock_path), owner)
+        time.sleep(poll_s)
+    return AlreadyRunning(str(lock_path), _read_owner(lock_path) or "unknown")
+
+
 class Job(submitit.helpers.Checkpointable):
     """Runs ``entry(cfg)``; on timeout or preemption, requeues itself unchanged.
 
@@ -85,13 +150,10 @@ class Job(submitit.helpers.Checkpointable):
             if self.slots is not None:
                 stack.enter_context(concurrency_slot(Path(self.slots[0]), self.slots[1]))
             if self.running_lock is not None:
-                Path(self.running_lock).parent.mkdir(parents=True, exist_ok=True)
-                # Multi-task jobs: every rank runs this; only one holds the lock, the others
-                # must not wait for it.
-                lock = FileLock(self.running_lock)
-                with contextlib.suppress(Timeout):
-                    lock.acquire(timeout=0)
-                    stack.callback(lock.release)
+                busy = hold_running_lock(stack, Path(self.running_lock))
+                if busy is not None:
+                    log.warning("another launch's job (%s) is running this element: not running it twice", busy.owner)
+                    return busy
             return resolve_entry(self.entry)(self.cfg)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:

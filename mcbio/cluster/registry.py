@@ -28,6 +28,10 @@ ALIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "
                 "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
 
 
+# Beside each running lock: the id of the job holding it (see mcbio.cluster.job.hold_running_lock).
+OWNER_SUFFIX = ".owner"
+
+
 def state_dir(run_dir: Path) -> Path:
     return Path(run_dir) / ".mcbio"
 

@@ -34,9 +34,10 @@ def test_local_array_runs_every_element_in_its_own_process(tmp_path, capsys):
 
 
 def test_timed_out_local_job_requeues_and_resumes(tmp_path):
-    # 12 s limit, signalled 8 s before it: the first attempt is interrupted around step 4
-    # of 12 and requeued; the second resumes from the saved step instead of from 0.
-    assert run(tmp_path, "job=count", "steps=12", "step_seconds=1.0", "resources.timeout_min=0.2",
+    # 18 s limit, signalled 8 s before it: the first attempt is interrupted around step 7
+    # of 12 and requeued; the second resumes from the saved step instead of from 0. (A 4 s
+    # window ran out of requeues on a loaded machine, where a job takes 3 s to start.)
+    assert run(tmp_path, "job=count", "steps=12", "step_seconds=1.0", "resources.timeout_min=0.3",
                "resources.signal_delay_s=8") == 0
     st = state(tmp_path, 0)
     assert st["step"] == 12 and st["attempts"] >= 2
