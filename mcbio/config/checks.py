@@ -7,10 +7,15 @@ a second at the login node instead of a queue wait and an allocation.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from mcbio.config.loader import ConfigError
+
+# Config keys naming a folder a run writes into, wherever they sit in a run config.
+OUTPUT_DIR_KEYS = ("out_dir", "results_dir")
 
 # Files of which a loadable Hugging Face tokenizer has at least one.
 TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt", "vocab.json",
@@ -117,3 +122,60 @@ def check_llm(problems: Problems, key: str, cfg) -> None:
         problem = context_problem(cfg.model, cfg.server.max_model_len)
         if problem:
             problems.add(f"{key}.server.max_model_len", problem)
+
+
+def check_writable_dir(problems: Problems, key: str, value: str | Path) -> None:
+    """A run can write into ``value``: a file can be made in it, or in its nearest existing folder
+    when it is not there yet (the run makes it). Nothing is left behind, nothing is created.
+
+    A file is really made (and removed): ``os.access`` says yes to root on a read-only mount
+    and knows nothing of quotas, and a score lost at the end of a job costs the whole job.
+    """
+    path = Path(value).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({existing} is a file)"
+        problems.add(key, f"{path} is not a folder{where}")
+        return
+    try:
+        # An unnamed temporary file where the OS offers one: the folder's entries stay untouched.
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        shown = f"{path}" if existing == path else f"{path} (its nearest existing folder {existing})"
+        problems.add(key, f"cannot write into {shown}: {err.strerror or err}")
+
+
+def output_dirs(cfg: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(key, path) of every :data:`OUTPUT_DIR_KEYS` value set in the config ``cfg``, nested sections included."""
+    found = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in OUTPUT_DIR_KEYS and isinstance(value, (str, Path)) and str(value):
+            found.append((prefix + f.name, str(value)))
+        elif dataclasses.is_dataclass(value):
+            found += output_dirs(value, f"{prefix}{f.name}.")
+    return found
+
+
+def check_output_dirs(problems: Problems, cfg: Any, run_dir: Path) -> None:
+    """Every folder the run ``cfg`` writes into is writable: its run directory (``out_dir``, also when it
+    defaults to ``paths.runs_root``) and every other ``out_dir`` / ``results_dir`` key of the config."""
+    check_writable_dir(problems, "out_dir", run_dir)
+    for key, value in output_dirs(cfg):
+        if key != "out_dir":
+            check_writable_dir(problems, key, value)
+
+
+def check_utf8_corpus(problems: Problems, key: str, value: str | Path | None) -> None:
+    """Every file :func:`mcbio.data.corpus.iter_documents` would read under ``value`` is UTF-8; else the
+    first bad byte is named (file, line, offset). Read at the speed of the disk: a corpus run is small
+    (paper-scale data comes as packed shards, which are not text)."""
+    from mcbio.data.corpus import first_invalid_utf8
+
+    if not value or not Path(value).expanduser().exists() or problems.pending(Path(value)):
+        return
+    with problems.collect(key):
+        found = first_invalid_utf8(Path(value).expanduser())
+        if found:
+            problems.add(key, str(found))

@@ -42,6 +42,13 @@ class SourceConfig:
     curate: bool = True
     # Documents read per pipeline task (-1 = all); smoke runs cap it.
     limit: int = -1
+    # A document that cannot be read (invalid UTF-8 or JSON). ``fail``: the launch scans the
+    # source for invalid UTF-8 and refuses it naming file and line, and a rank that meets a bad
+    # document fails naming it. ``skip``: no scan; the document alone is dropped, counted as
+    # ``dropped/invalid_utf8`` or ``dropped/invalid_json`` in the reader's statistics (the
+    # stage table the launch prints). Never the rest of the file: datatrove's own reader
+    # stops reading a file at its first undecodable byte, with a warning only.
+    on_bad_document: str = choice("fail", "fail", "skip")
 
 
 @dataclass

@@ -245,6 +245,14 @@ class HpSearchConfig:
     # the cached search of the first element that finished it).
     seed: int = 42
 
+    def check(self, prefix: str = "hp_search.") -> None:
+        """Every grid value in range (as :meth:`FinetuneConfig.check` for the key it replaces)."""
+        for key in ("lr", "batch_size", "warmup_ratio"):
+            for i, value in enumerate(getattr(self, key)):
+                require_range(f"{prefix}{key}[{i}]", value, *FINETUNE_RANGES[key])
+        if self.epochs is not None:
+            require_range(f"{prefix}epochs", self.epochs, *FINETUNE_RANGES["epochs"])
+
 
 @dataclass
 class FinetuneConfig:
@@ -288,6 +296,70 @@ class FinetuneConfig:
     max_eval_examples: Optional[int] = None
     hp_search: HpSearchConfig = field(default_factory=HpSearchConfig)
 
+    def check(self, prefix: str = "finetune.") -> None:
+        """Every size and rate in range, so that a wrong value stops the launch naming its key
+        instead of failing in the job (batch_size=0) or training something meaningless that is
+        then recorded as a result (epochs=0: an untrained model's score). Null keys are unset
+        (no cap, the model's context, no early stopping)."""
+        for key, (test, rule) in FINETUNE_RANGES.items():
+            value = getattr(self, key)
+            if value is not None or key not in NULLABLE_FINETUNE_KEYS:
+                require_range(prefix + key, value, test, rule)
+        cap = self.max_length
+        if self.long_inputs == "sliding_window" and cap is not None and self.window_stride >= cap - 2:
+            from mcbio.config.loader import ConfigError
+
+            raise ConfigError(f"'{prefix}window_stride' ({self.window_stride}) must be smaller than "
+                              f"'{prefix}max_length' - 2 ({cap - 2}): windows would not move forward")
+        self.hp_search.check(f"{prefix}hp_search.")
+
+    def merged(self, overrides: Dict[str, Any], key: str) -> "FinetuneConfig":
+        """This config with ``overrides`` merged in, typed and checked; errors name ``key``
+        (``task_finetune.<task>``)."""
+        from omegaconf import OmegaConf
+
+        from mcbio.config.loader import ConfigError
+
+        try:
+            merged = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(self), overrides))
+        except Exception as err:
+            raise ConfigError(f"{key}: {err}".splitlines()[0]) from None
+        merged.check(f"{key}.")
+        return merged  # type: ignore[return-value]
+
+
+# Allowed values of the FinetuneConfig numbers: (test, the rule in words).
+FINETUNE_RANGES: Dict[str, tuple] = {
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    # [CLS], at least one token, [SEP].
+    "max_length": (lambda v: v >= 3, "null (the model's context) or >= 3"),
+    "max_length_multilabel": (lambda v: v >= 3, "null (the model's context) or >= 3"),
+    "max_context": (lambda v: v >= 3, "null (the model's own) or >= 3"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "early_stopping_patience": (lambda v: v >= 1, "null (never stop early) or >= 1"),
+    "threshold": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "window_stride": (lambda v: v >= 0, ">= 0"),
+    "bucket_batches": (lambda v: v >= 1, ">= 1"),
+    "eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    # 0 is not "no cap": null is.
+    "max_train_examples": (lambda v: v >= 1, "null (no cap) or >= 1"),
+    "max_eval_examples": (lambda v: v >= 1, "null (no cap) or >= 1"),
+}
+NULLABLE_FINETUNE_KEYS = ("max_length", "max_length_multilabel", "max_context", "early_stopping_patience",
+                          "max_train_examples", "max_eval_examples")
+
+
+def require_range(key: str, value: Any, test, rule: str) -> None:
+    """Raise ConfigError naming ``key`` unless ``value`` is a number passing ``test``."""
+    from mcbio.config.loader import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
+        raise ConfigError(f"'{key}' must be {rule} (got {value!r})")
+
 
 @dataclass
 class EvalSuiteConfig:
@@ -318,12 +390,14 @@ class EvalSuiteConfig:
             raise ConfigError(f"'{prefix}seeds' is empty: name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"'{prefix}seeds' has duplicates: {self.seeds}")
+        self.finetune.check(f"{prefix}finetune.")
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         for task, overrides in self.task_finetune.items():
             bad = sorted(set(overrides) - known)
             if bad:
                 raise ConfigError(f"unknown config key '{prefix}task_finetune.{task}.{bad[0]}'. "
                                   f"Valid keys: {', '.join(sorted(known))}")
+            self.finetune.merged(overrides, f"{prefix}task_finetune.{task}")
 
 
 @dataclass

@@ -80,6 +80,8 @@ def finetune_classifier(model_path: str, splits: dict, seed: int, cfg: FinetuneC
                         device: str = "cpu", max_length: int | None = None, init: str = "pretrained") -> dict:
     from transformers import AutoTokenizer, set_seed
 
+    # The launch checks these; a direct call (a notebook, a test) gets the same error naming the key.
+    cfg.check()
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     length = max_length or input_length(cfg, model_path, tokenizer, multi_label)

@@ -44,6 +44,8 @@ def finetune_ner(model_path: str, splits: dict, seed: int, cfg: FinetuneConfig, 
     """Train on ``splits['train']``, keep the epoch with the best dev strict F1, score test with it."""
     from transformers import AutoTokenizer, set_seed
 
+    # The launch checks these; a direct call (a notebook, a test) gets the same error naming the key.
+    cfg.check()
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     try:

@@ -37,9 +37,9 @@ def read_splits(task: TaskSpec, shared_data: str | None, cfg: FinetuneConfig,
     splits = {s: read_split(task, s, shared_data) for s in ("train", "dev", "test")}
     if full_sizes is not None:
         full_sizes.update({s: len(rows) for s, rows in splits.items()})
-    if cfg.max_train_examples:
+    if cfg.max_train_examples is not None:
         splits["train"] = splits["train"][: cfg.max_train_examples]
-    if cfg.max_eval_examples:
+    if cfg.max_eval_examples is not None:
         for s in ("dev", "test"):
             splits[s] = splits[s][: cfg.max_eval_examples]
     return splits

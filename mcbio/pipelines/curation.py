@@ -27,7 +27,7 @@ from typing import List
 
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
-from mcbio.config.checks import Problems, check_llm, check_path, check_tokenizer_dir
+from mcbio.config.checks import Problems, check_llm, check_output_dirs, check_path, check_tokenizer_dir
 from mcbio.config.curation import CurationRunConfig
 from mcbio.config.loader import config_hash
 from mcbio.files import write_json_atomic
@@ -136,7 +136,9 @@ def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext, problems: Problems
     own = problems is None
     problems = Problems(produced=ctx.produced) if own else problems
     for name, src in cfg.active_sources().items():
-        check_path(problems, f"sources.{name}.path", src.path)
+        if check_path(problems, f"sources.{name}.path", src.path) is not None:
+            check_source_encoding(problems, name, src)
+    check_output_dirs(problems, cfg, run_dir_of(cfg))
     if cfg.pack.tokenizer:
         path = check_path(problems, "pack.tokenizer", cfg.pack.tokenizer, "dir")
         if path is not None:
@@ -168,6 +170,21 @@ def plan_curation(cfg: CurationRunConfig, ctx: LaunchContext, problems: Problems
     stages.append(Stage("stats", (stats,), single_task(cfg.resources, timeout_min=10),
                         after=tuple(s.name for s in stages)))
     return Plan(name=run_name(cfg), run_dir=run_dir, stages=tuple(stages))
+
+
+def check_source_encoding(problems: Problems, name: str, src) -> None:
+    """Every file of the source decodes as UTF-8, else the first bad byte is named (file, line): a rank
+    would fail there (``on_bad_document: fail``), hours into the stage. ``skip`` sources are not scanned:
+    their bad documents are dropped and counted instead."""
+    if src.on_bad_document != "fail" or problems.pending(Path(src.path).expanduser()):
+        return
+    from mcbio.data.curation.readers import first_invalid_utf8
+
+    key = f"sources.{name}.path"
+    with problems.collect(key):
+        found = first_invalid_utf8(name, src)
+        if found:
+            problems.add(key, f"{found}; fix the file, or drop such documents with sources.{name}.on_bad_document=skip")
 
 
 def check_decontamination(cfg: CurationRunConfig, problems: Problems) -> None:

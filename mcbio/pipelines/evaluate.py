@@ -17,13 +17,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage
-from mcbio.config.checks import Problems, check_model_dir
+from mcbio.config.checks import Problems, check_model_dir, check_output_dirs
 from mcbio.config.evaluation import EvalElementConfig, EvaluateRunConfig
-from mcbio.config.loader import ConfigError, stable_hash
+from mcbio.config.loader import stable_hash
 from mcbio.config.schema import EvalSuiteConfig, FinetuneConfig, RunConfig
 from mcbio.evaluate.tasks import BUILTIN_TASKS, TaskSpec, get_task, load_task_file, task_from_dict
 from mcbio.model.fingerprint import model_fingerprint, model_fingerprint_if_present
@@ -56,13 +54,7 @@ def suite_tasks(suite: EvalSuiteConfig) -> dict[str, TaskSpec]:
 def finetune_for(suite: EvalSuiteConfig, task: str) -> FinetuneConfig:
     """``finetune`` with the task's ``task_finetune`` overrides merged in (typed, errors name the key)."""
     overrides = suite.task_finetune.get(task)
-    if not overrides:
-        return suite.finetune
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(suite.finetune), overrides)
-    except Exception as err:
-        raise ConfigError(f"task_finetune.{task}: {err}".splitlines()[0]) from None
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    return suite.finetune.merged(overrides, f"task_finetune.{task}") if overrides else suite.finetune
 
 
 def settings_hash(task: TaskSpec, ft: FinetuneConfig, init: str) -> str:
@@ -239,8 +231,9 @@ def plan_evaluation(cfg: EvaluateRunConfig, ctx: LaunchContext) -> Plan:
     problems = Problems()
     models = models_of(cfg, problems)
     specs, notes = resolve_suite(cfg, cfg.paths.shared_data, problems)
-    problems.raise_if_any(f"the evaluation '{cfg.name}'")
     run_dir = run_dir_of(cfg)
+    check_output_dirs(problems, cfg, run_dir)
+    problems.raise_if_any(f"the evaluation '{cfg.name}'")
     elements = evaluation_elements(models, specs, cfg, cfg, run_dir)
     return Plan(name=run_name(cfg), run_dir=run_dir, notes=tuple(notes + caps_notes(specs)),
                 stages=(Stage("evaluate", tuple(elements), cfg.resources),))

@@ -22,7 +22,7 @@ from typing import Iterator
 
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of
 from mcbio.cluster.plan import Element, Plan, Stage, single_task
-from mcbio.config.checks import Problems
+from mcbio.config.checks import Problems, check_output_dirs
 from mcbio.config.grid import DataSelectionConfig, GridCellConfig, GridRunConfig
 from mcbio.config.loader import ConfigError, config_hash, load_config, to_container
 from mcbio.files import json_marker_matches, write_json_atomic, write_jsonl_atomic
@@ -224,6 +224,7 @@ def plan_grid(grid: GridRunConfig, ctx: LaunchContext) -> Plan:
     grid_out = run_dir_of(grid)
     cells = build_cells(grid, grid_out, ctx.config_file)
     problems = Problems()
+    check_output_dirs(problems, grid, grid_out)
     select, pretrain, evaluate, report = [], [], [], []
     for cell in cells:
         out = Path(cell.out_dir)

@@ -17,7 +17,7 @@ from typing import Dict, List, Tuple
 
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
-from mcbio.config.checks import Problems, check_llm
+from mcbio.config.checks import Problems, check_llm, check_output_dirs
 from mcbio.config.ontobook import OntobookRunConfig
 from mcbio.data.ontobook.build import STATS_DIR, shard_paths
 from mcbio.data.ontobook.sources import resolve_source_path
@@ -87,6 +87,7 @@ def plan_ontobook(cfg: OntobookRunConfig, ctx: LaunchContext, problems: Problems
         with problems.collect(f"ontologies.{name}.path"):
             resolve_source_path(name, cfg.ontologies[name].path, shared)
     check_llm(problems, "rephrase.llm", cfg.rephrase.llm)
+    check_output_dirs(problems, cfg, run_dir_of(cfg))
     if own:
         problems.raise_if_any(f"the OntoBook run '{cfg.name}'")
     run_dir = run_dir_of(cfg)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
-from mcbio.config.checks import Problems, check_model_dir, check_path, check_tokenizer_dir
+from mcbio.config.checks import (Problems, check_model_dir, check_output_dirs, check_path, check_tokenizer_dir,
+                                 check_utf8_corpus)
 from mcbio.config.loader import stable_hash, to_container
 from mcbio.config.schema import PretrainRunConfig
 from mcbio.files import sha256_file, write_json_atomic
@@ -58,6 +59,7 @@ def check_pretraining_inputs(cfg: PretrainRunConfig, problems: Problems) -> None
                                         "write them with the curation experiment)")
     elif cfg.data.corpus:
         check_path(problems, "data.corpus", cfg.data.corpus)
+        check_utf8_corpus(problems, "data.corpus", cfg.data.corpus)
     if cfg.model.init_from:
         check_model_dir(problems, "model.init_from", cfg.model.init_from, tokenizer=not cfg.model.tokenizer)
     if cfg.model.tokenizer:
@@ -210,6 +212,7 @@ def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: s
     """
     check_pretraining_inputs(cfg, problems)
     run_dir = run_dir_of(cfg)
+    check_output_dirs(problems, cfg, run_dir)
     name = run_name(cfg)
     hf_dir = run_dir / "hf"
     element_cfg = dataclasses.replace(cfg, out_dir=str(run_dir))

@@ -16,7 +16,7 @@ from typing import Any
 
 from mcbio.cluster.launcher import LaunchContext, element_name, run_dir_of, run_name
 from mcbio.cluster.plan import Element, Plan, Stage, single_task, with_needs
-from mcbio.config.checks import Problems
+from mcbio.config.checks import Problems, check_output_dirs
 from mcbio.config.curation import CurationRunConfig, CurationSettings, SourceConfig
 from mcbio.config.ontobook import OntobookRunConfig, OntobookSettings
 from mcbio.config.schema import PretrainRunConfig, RunConfig
@@ -160,6 +160,7 @@ def plan_study(cfg: StudyConfig, ctx: LaunchContext) -> Plan:
         exporters[arm] = (arm_cfg, paths.arm(arm) / "hf")
 
     specs, notes = resolve_suite(cfg.evaluation, cfg.paths.shared_data, problems, "evaluation.")
+    check_output_dirs(problems, cfg, run_dir)
     problems.raise_if_any(f"the study '{name}'")
     pretrained = tuple(s.name for s in stages if s.name.endswith("-pretrain"))
     # model key -> (record name, path, init); the random-init model reads the base export's config and tokenizer.
