@@ -3,6 +3,9 @@
 The job that needs the engine starts it (``vllm.entrypoints.openai.api_server``, or
 ``llama_cpp.server``) from the LLM environment's python on a free port of 127.0.0.1, waits
 until it answers, sends its chat requests concurrently (the engine batches them), and stops it.
+The engine sees only an allow-list of this process's environment (:func:`engine_env`) and
+serves only the requests that carry a random key of this run (Authorization: Bearer), which
+reaches it through its environment, never its command line or a log.
 The engine's output goes to a log file whose end is shown when it fails to start. This is
 how datatrove's inference runner drives vLLM too; here the engine sits in the other
 environment, so this one never imports vLLM.
@@ -14,6 +17,7 @@ import atexit
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -23,7 +27,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from mcbio.llm.config import LLMConfig
 
@@ -80,24 +84,62 @@ def engine_command(cfg: LLMConfig, python: Path, model: Path, port: int) -> List
     return cmd + list(srv.extra_args)
 
 
-def engine_env(cfg: LLMConfig) -> dict:
-    env = dict(os.environ)
-    # The engine's python must not see this environment's packages.
-    env.pop("PYTHONPATH", None)
-    env.pop("VIRTUAL_ENV", None)
-    # The engines size and bind their own thread pools (vLLM pins its worker to the job's cores,
-    # llama.cpp takes --n_threads): a thread count inherited from the job (a local element's
-    # OMP_NUM_THREADS) would put several OpenMP threads on one pinned core, spinning against
-    # each other (measured: vLLM on CPU 15x slower, 6 instead of 90 generated tokens/s).
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(var, None)
+# What the engine may see of this job's environment; nothing else passes. llama_cpp.server reads its
+# settings (MODEL, PORT, HOST, CACHE, API_KEY, N_CTX..., any case) from environment variables of the
+# same names through pydantic-settings, so a variable a user set for something else (a CACHE folder)
+# would reach it as a setting and make it exit with its usage text.
+ENGINE_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TMP", "TEMP", "TERM",
+    # Libraries and compilers (torch.compile / Triton build kernels at start; CPU vLLM preloads its allocator).
+    "LD_LIBRARY_PATH", "LD_PRELOAD", "LIBRARY_PATH", "CPATH", "CC", "CXX",
+    "PYTHONUNBUFFERED", "PYTHONIOENCODING",
+    # Hugging Face caches and offline flags (by name: HF_MODEL_REPO_ID... are llama_cpp.server settings).
+    "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+    "HF_HUB_DISABLE_TELEMETRY", "TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "DO_NOT_TRACK",
+    "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+})
+# Prefixes no llama_cpp.server setting starts with.
+ENGINE_ENV_PREFIXES = ("LC_", "XDG_", "VLLM_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "TRITON_", "OMP_", "KMP_",
+                       "GGML_", "LLAMA_CPP_")
+# The engines size and bind their own thread pools (vLLM pins its worker to the job's cores,
+# llama.cpp takes --n_threads): a thread count inherited from the job (a local element's
+# OMP_NUM_THREADS) would put several OpenMP threads on one pinned core, spinning against
+# each other (measured: vLLM on CPU 15x slower, 6 instead of 90 generated tokens/s).
+ENGINE_ENV_DROPPED = frozenset({"OMP_NUM_THREADS", "MKL_NUM_THREADS"})
+# Where each engine reads the run's API key: the environment, which only this user can read
+# (/proc/<pid>/environ), not the command line, which every user of the node sees in ps.
+API_KEY_ENV = {"vllm": "VLLM_API_KEY", "llamacpp": "API_KEY"}
+
+
+def new_api_key() -> str:
+    """A random key for one engine server: requests without it are refused (401)."""
+    return secrets.token_urlsafe(32)
+
+
+def _passed_to_engine(name: str) -> bool:
+    return name not in ENGINE_ENV_DROPPED and (name in ENGINE_ENV_NAMES or name.startswith(ENGINE_ENV_PREFIXES))
+
+
+def engine_env(cfg: LLMConfig, api_key: str, environ: Optional[Mapping[str, str]] = None) -> dict:
+    """The engine's environment: the allowed part of ``environ`` (this process's), its own settings, the key.
+
+    PYTHONPATH and VIRTUAL_ENV never pass: the engine's python must not see this environment's packages.
+    """
+    environ = os.environ if environ is None else environ
+    env = {name: value for name, value in environ.items() if _passed_to_engine(name)}
     if cfg.backend == "vllm":
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.server.cpu_kv_cache_gb))
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env[API_KEY_ENV[cfg.backend]] = api_key
     return env
+
+
+def request_headers(api_key: str) -> dict:
+    """The headers of every request to the engine: JSON, and the run's key."""
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
 
 
 def _die_with_parent() -> None:
@@ -135,6 +177,9 @@ class EngineServer:
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command = engine_command(cfg, python, model, self.port)
+        # On a shared node any user can reach 127.0.0.1: only requests with this run's key are served.
+        # It lives in this object and the engine's environment only, never in a log or a record.
+        self._api_key = new_api_key()
         self.start_s: Optional[float] = None
         self._log = open(self.log_path, "ab")
         started = time.time()
@@ -142,7 +187,8 @@ class EngineServer:
         # Its own session, so that stopping it also stops the engine's worker processes; and a
         # signal when this process dies, so that a killed job (scancel, a timeout) leaves no engine.
         self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=engine_env(cfg), start_new_session=True, preexec_fn=_die_with_parent)
+                                     env=engine_env(cfg, self._api_key), start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         atexit.register(self.close)
         try:
             self._wait_ready(cfg.server.startup_timeout_s)
@@ -167,9 +213,15 @@ class EngineServer:
                 raise RuntimeError(f"the {self.cfg.backend} engine exited with code {code} before it was ready: "
                                    f"{' '.join(self.command)}\n--- end of {self.log_path} ---\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.url + "/v1/models", timeout=5) as resp:
+                ready = urllib.request.Request(self.url + "/v1/models", headers=request_headers(self._api_key))
+                with urllib.request.urlopen(ready, timeout=5) as resp:
                     if resp.status == 200:
                         return
+            except urllib.error.HTTPError as err:
+                if err.code == 401:
+                    raise RuntimeError(f"the {self.cfg.backend} engine on {self.url} refused this run's API key: "
+                                       f"another server holds the port, or the engine did not read "
+                                       f"{API_KEY_ENV[self.cfg.backend]}") from None
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(1.0)
@@ -213,7 +265,7 @@ class EngineServer:
     def chat(self, prompt: str, json_schema: Optional[dict] = None) -> ChatAnswer:
         data = json.dumps(self._request_body(prompt, json_schema)).encode("utf-8")
         req = urllib.request.Request(self.url + "/v1/chat/completions", data=data,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=request_headers(self._api_key))
         try:
             with urllib.request.urlopen(req, timeout=self.cfg.server.request_timeout_s) as resp:
                 out = json.loads(resp.read().decode("utf-8"))

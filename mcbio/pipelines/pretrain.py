@@ -43,6 +43,7 @@ from mcbio.model.fingerprint import (
 )
 from mcbio.pipelines.evaluate import RUN_MARKER, evaluation_elements, resolve_suite
 from mcbio.results.records import ResultStore, RunRecord, git_commit, one_fingerprint_per_model
+from mcbio.train.attempts import ATTEMPTS, AttemptClock
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def wait_for_export(elements: list[Element], cfg: PretrainRunConfig, hf_dir: Pat
 # Written in the run directory when training starts: the inputs its checkpoints, packed data and tokenizer come from.
 STATE_INPUTS = "run_inputs.json"
 # What the run builds from its inputs (the run's own packing is data/packed-<seq_len>); set aside when they change.
-RUN_STATE = ("checkpoints", "data/packed-*", "tokenizer", "hf")
+RUN_STATE = ("checkpoints", "data/packed-*", "tokenizer", "hf", ATTEMPTS)
 
 
 def set_aside_stale_state(out_dir: Path, inputs: dict, protected: tuple[str | Path, ...] = ()) -> Path | None:
@@ -221,7 +222,7 @@ def pretraining_stages(cfg: PretrainRunConfig, problems: Problems, key_prefix: s
         pretrain.append(Element(key=element_name(key_prefix + "pretrain", name),
                                 entry="mcbio.pipelines.pretrain:pretrain_element", cfg=element_cfg,
                                 done=lambda: export_done(cfg, hf_dir),
-                                describe=lambda r: f"exported {r.get('hf')}"))
+                                describe=describe_pretraining))
     elif "evaluate" in cfg.stages and cfg.evaluation.enabled:
         check_model_dir(problems, "stages", str(hf_dir))
     if "evaluate" in cfg.stages and cfg.evaluation.enabled:
@@ -282,6 +283,7 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
 
     from mcbio.model.export import export_hf
     from mcbio.tracking import composer_wandb_logger
+    from mcbio.train.checkpoints import repair_checkpoints
     from mcbio.train.pretrain import PROCESS_GROUP_TIMEOUT_S, pretrain, rank_zero_first, training_device
 
     out_dir = Path(cfg.out_dir)
@@ -292,11 +294,15 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
     # checkpoints only after rank 0 has set stale ones aside.
     dist.initialize_dist(training_device(), timeout=PROCESS_GROUP_TIMEOUT_S)
     inputs: dict = {}
+    repairs: list[str] = []
+    clock = None
     with rank_zero_first():
         if dist.get_global_rank() == 0:
             inputs = input_fingerprint(cfg)
             set_aside_stale_state(out_dir, inputs, tuple(p for p in (getattr(getattr(cfg, section), key)
                                                                     for section, key in INPUT_PATH_KEYS) if p))
+            repairs = repair_checkpoints(out_dir / "checkpoints")
+            clock = AttemptClock(out_dir).start()
     logger = composer_wandb_logger(cfg.tracking, name, out_dir, "pretrain", to_container(cfg))
     res = cfg.resources
     hf_model, tokenizer, _, resumed_at = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,
@@ -307,15 +313,29 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
     hf_dir = out_dir / "hf"
     export_hf(hf_model, tokenizer, hf_dir)
     run_hash = training_hash(cfg)
-    wall_s = time.time() - started
+    # Every attempt since the last record: a requeued or killed attempt's time is compute spent too.
+    wall_s, attempts = clock.unrecorded()
+    clock.stop()
     gpus = res.nodes * res.gpus_per_node
     ResultStore(Path(cfg.evaluation.results_dir).expanduser().resolve()).add_run(RunRecord(
         model=name, config_hash=run_hash, gpu_hours=gpus * wall_s / 3600.0, num_gpus=gpus, wall_s=round(wall_s, 3),
         gpu_type=os.environ.get("MCBIO_GPU_TYPE", "H100" if gpus else "cpu"), commit=git_commit(),
         extra={"cpu_hours": round(res.nodes * res.tasks_per_node * res.cpus_per_task * wall_s / 3600.0, 4),
-               "resumed_at_batch": resumed_at, **run_inputs(cfg, out_dir)}), name)
+               "resumed_at_batch": resumed_at, "attempts": attempts,
+               "attempt_wall_s": round(time.time() - started, 3), **run_inputs(cfg, out_dir)}), name)
+    clock.mark_recorded()
     write_run_marker(hf_dir, cfg, inputs)
-    return {"hf": str(hf_dir), "config_hash": run_hash, "wall_s": round(wall_s, 1)}
+    return {"hf": str(hf_dir), "config_hash": run_hash, "wall_s": round(wall_s, 1), "attempts": attempts,
+            "checkpoint_repairs": repairs}
+
+
+def describe_pretraining(result: dict) -> str:
+    """The launcher's line for a finished pretraining: the export, and any checkpoint set aside."""
+    line = f"exported {result.get('hf')}"
+    if result.get("attempts", 1) > 1:
+        line += f" after {result['attempts']} attempts ({result.get('wall_s')} s in all)"
+    repairs = result.get("checkpoint_repairs") or []
+    return line + "".join(f"\n    WARNING: {r}" for r in repairs)
 
 
 def run_inputs(cfg: PretrainRunConfig, out_dir: Path) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from mcbio.config.grid import GridTableConfig
 from mcbio.config.curation import MixConfig as CurationMixConfig, UpsamplingConfig
@@ -150,6 +150,33 @@ def curation_llm_steps(store: ResultStore) -> list[tuple[str, dict]]:
     return out
 
 
+def unknown_tasks(by_file: Mapping[Path, Iterable[ResultRecord]], known: Iterable[str]) -> dict[str, list[Path]]:
+    """Task names of the records that ``known`` lacks -> the files holding them."""
+    known = set(known)
+    found: dict[str, list[Path]] = {}
+    for file, records in by_file.items():
+        for task in sorted({r.task for r in records} - known):
+            found.setdefault(task, []).append(file)
+    return found
+
+
+def warn_unknown_tasks(by_file: Mapping[Path, Iterable[ResultRecord]]) -> dict[str, list[Path]]:
+    """One warning per task of this repository's records that the task registry does not know.
+
+    Such records are tabled like any other; the warning is what tells a typo or a stale task
+    name apart. Only ``records/`` is checked: the reference records name the paper's tables'
+    own rows (``mean:6_tasks``, ``pretraining``...), not registry tasks.
+    """
+    from mcbio.evaluate.tasks import BUILTIN_TASKS
+
+    found = unknown_tasks(by_file, BUILTIN_TASKS)
+    for task, files in sorted(found.items()):
+        log.warning("report: records of task '%s' in %s: not a registered task (known: %s; a task declared in "
+                    "custom_tasks or task_files is not known here either); shown as recorded", task,
+                    ", ".join(map(str, files)), ", ".join(sorted(BUILTIN_TASKS)))
+    return found
+
+
 def generate_report(cfg: ReportRunConfig) -> dict:
     """Every table (``tables/*.tex`` and ``all_tables.tex``) and figure, from the store's records alone.
 
@@ -173,8 +200,10 @@ def generate_report(cfg: ReportRunConfig) -> dict:
 
     store = ResultStore(repo_path(cfg.results_dir))
     tables, skipped, figures = {}, {}, []
+    by_file = store.records_by_file()
+    warn_unknown_tasks(by_file)
     # Two weights under one model name would be averaged together: refuse unless told which to keep.
-    stored = store.records()
+    stored = [r for recs in by_file.values() for r in recs]
     unknown = sorted(set(cfg.keep_fingerprints) - {r.model for r in stored})
     if unknown:
         raise ValueError(f"keep_fingerprints: no records of {', '.join(unknown)} in {store.records_dir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import time
@@ -12,8 +13,14 @@ from typing import Any, Iterable, Mapping, Optional
 
 from filelock import FileLock
 
-from mcbio.jsonl import iter_jsonl
+from mcbio.jsonl import iter_jsonl, torn_tail_offset
 from mcbio.model.fingerprint import short
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(ValueError):
+    """A results-store file that cannot be read; the message is one line naming the file and line."""
 
 
 @dataclass
@@ -131,7 +138,8 @@ def training_runs(runs: Iterable[RunRecord]) -> list[RunRecord]:
     (``resumed_at_batch`` 0) and every later launch that resumed it (a requeue after preemption, a
     relaunch that only exported again), their wall time, GPU- and CPU-hours summed. Launches of an
     earlier training of the same name are not its cost. A launch records itself when its element
-    ends: a launch preempted before that writes no row, and its time is not counted."""
+    ends, with the time of every attempt since the previous record (mcbio.train.attempts): a killed
+    or requeued attempt's time is counted by the launch that finishes the run."""
     by_model: dict[str, list[RunRecord]] = {}
     for run in sorted(runs, key=lambda r: r.timestamp):
         if not run.extra.get("resumed_at_batch"):
@@ -158,12 +166,19 @@ def _read_rows(paths: str | Path | Iterable[str | Path], cls: type, what: str) -
         paths = [paths]
     rows = []
     for file in _jsonl_files(paths):
-        for line_no, row in iter_jsonl(file):
+        for line_no, row in iter_jsonl(file, StoreError, on_torn_tail=lambda n, _, file=file: _skip_torn(file, n)):
             try:
                 rows.append(cls(**row))
             except TypeError as err:
-                raise ValueError(f"{file}:{line_no}: not a {what} ({err})") from None
+                raise StoreError(f"{file}:{line_no}: not a {what} ({err})") from None
     return rows
+
+
+def _skip_torn(file: Path, line_no: int) -> None:
+    # A store sets torn lines aside before it reads (ResultStore._set_aside_torn_tail): one seen here
+    # is in a file read outside a store, or being written right now by a job of another launch.
+    log.warning("%s:%d: the last line is incomplete (a writer killed mid-line, or one still writing): not read",
+                file, line_no)
 
 
 def _jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -183,7 +198,9 @@ class ResultStore:
     metric, config hash, split, model fingerprint): :meth:`add` takes an exclusive lock on
     ``.lock``, reads the keys already stored and appends only new ones in one write, so
     concurrent array jobs never lose or duplicate a record, and a re-launched grid adds
-    nothing twice.
+    nothing twice. A job killed mid-write leaves a torn last line: the next read or append
+    moves it, under the same lock, into ``<file>.torn-<time>`` and warns; any other bad line
+    is a :class:`StoreError` naming file and line.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -195,11 +212,18 @@ class ResultStore:
         self.figures_dir = self.root / "figures"
         self._done_cache: tuple[tuple, set[tuple]] | None = None
 
+    def _lock(self) -> FileLock:
+        """The store's one lock: every append and every repair of a file holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / ".lock"))
+
     def _locked_append(self, file: Path, rows: list[dict], key_of) -> int:
         file.parent.mkdir(parents=True, exist_ok=True)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ".lock")):
-            seen = {key_of(row) for _, row in iter_jsonl(file)} if file.exists() else set()
+        with self._lock():
+            seen = set()
+            if file.exists():
+                self._set_aside_torn_tail(file)
+                seen = _stored_keys(file, key_of)
             new = []
             for row in rows:
                 k = key_of(row)
@@ -207,11 +231,48 @@ class ResultStore:
                     seen.add(k)
                     new.append(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
             if new:
+                # A complete last line without its newline (a hand edit) must not be glued to the first new one.
+                lead = "\n" if _ends_mid_line(file) else ""
                 with open(file, "a", encoding="utf-8") as handle:
-                    handle.write("".join(new))
+                    handle.write(lead + "".join(new))
                     handle.flush()
                     os.fsync(handle.fileno())
             return len(new)
+
+    def _set_aside_torn_tail(self, file: Path) -> Optional[Path]:
+        """Move ``file``'s torn last line (a writer killed mid-line) into a side file beside it; the caller
+        holds the lock. The store file keeps its complete lines; the torn bytes are kept, never deleted.
+
+        Returns the side file (``<file>.torn-<time>``, which no ``*.jsonl`` listing picks up), or None.
+        """
+        offset = torn_tail_offset(file)
+        if offset is None:
+            return None
+        with open(file, "rb") as handle:
+            head = handle.read(offset)
+            torn = handle.read()
+        side = _new_side_file(file, torn)
+        # The side file is on disk before the store file is cut: a kill in between loses nothing.
+        with open(file, "r+b") as handle:
+            handle.truncate(offset)
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.warning("%s:%d: torn last line (a writer killed mid-line?): its %d bytes moved to %s; the complete "
+                    "records before it are used", file, head.count(b"\n") + 1, len(torn), side)
+        return side
+
+    def _repair(self, files: Iterable[Path]) -> list[Path]:
+        """``files``, each torn last line set aside first (the tail is read unlocked, checked again locked)."""
+        files = list(files)
+        for file in files:
+            if file.suffix != ".jsonl" or torn_tail_offset(file) is None:
+                continue
+            try:
+                with self._lock():
+                    self._set_aside_torn_tail(file)
+            except OSError as err:  # a store that this user may read but not write
+                log.warning("%s: its torn last line could not be set aside (%s): it is not read", file, err)
+        return files
 
     def add(self, records: Iterable[ResultRecord], experiment: str) -> int:
         """Store records under ``records/<experiment>.jsonl``; return how many were new."""
@@ -233,22 +294,71 @@ class ResultStore:
         fingerprints) has None there, so it is never the done-key of a fingerprinted model.
         """
         files = sorted(self.records_dir.glob("*.jsonl")) if self.records_dir.is_dir() else []
-        signature = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-        # A plan asks once per element: the files are read again only when one of them changed.
-        if self._done_cache is None or self._done_cache[0] != signature:
-            keys = {(r.model, r.task, r.seed, r.config_hash, r.split, r.model_fingerprint)
-                    for r in read_records(files) if r.extra.get("primary")}
-            self._done_cache = (signature, keys)
-        return self._done_cache[1]
+        # A plan asks once per element: the files are read again only when one of them changed (a file
+        # unchanged since it was read had its torn line, if any, set aside then).
+        if self._done_cache is not None and self._done_cache[0] == _signature(files):
+            return self._done_cache[1]
+        files = self._repair(files)
+        signature = _signature(files)  # taken before reading: a record added meanwhile is read next time
+        keys = {(r.model, r.task, r.seed, r.config_hash, r.split, r.model_fingerprint)
+                for r in read_records(files) if r.extra.get("primary")}
+        self._done_cache = (signature, keys)
+        return keys
 
-    def records(self, experiment: str | None = None) -> list[ResultRecord]:
+    def record_files(self, experiment: str | None = None) -> list[Path]:
+        """``records/<experiment>.jsonl``, or every records file (sub-folders too) when ``experiment`` is None."""
         if experiment is not None:
             path = self.records_dir / f"{experiment}.jsonl"
-            return read_records(path) if path.exists() else []
-        return read_records(self.records_dir) if self.records_dir.exists() else []
+            return [path] if path.exists() else []
+        return _jsonl_files([self.records_dir])
+
+    def records_by_file(self, experiment: str | None = None) -> dict[Path, list[ResultRecord]]:
+        return {file: read_records(file) for file in self._repair(self.record_files(experiment))}
+
+    def records(self, experiment: str | None = None) -> list[ResultRecord]:
+        return [r for recs in self.records_by_file(experiment).values() for r in recs]
 
     def reference_records(self) -> list[ResultRecord]:
-        return read_records(self.reference_dir) if self.reference_dir.exists() else []
+        return read_records(self._repair(_jsonl_files([self.reference_dir])))
 
     def runs(self) -> list[RunRecord]:
-        return read_run_records(self.runs_dir) if self.runs_dir.exists() else []
+        return read_run_records(self._repair(_jsonl_files([self.runs_dir])))
+
+
+def _signature(files: Iterable[Path]) -> tuple:
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+
+
+def _stored_keys(file: Path, key_of) -> set[tuple]:
+    keys = set()
+    for line_no, row in iter_jsonl(file, StoreError):
+        try:
+            keys.add(key_of(row))
+        except (KeyError, TypeError) as err:
+            raise StoreError(f"{file}:{line_no}: not a stored record (no key {err})") from None
+    return keys
+
+
+def _ends_mid_line(file: Path) -> bool:
+    """The file is not empty and its last byte is not a newline."""
+    if not file.exists() or file.stat().st_size == 0:
+        return False
+    with open(file, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
+def _new_side_file(file: Path, data: bytes) -> Path:
+    """``data`` in a new ``<file>.torn-<time>`` beside ``file`` (a number added when one of that name exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        side = file.with_name(f"{file.name}.torn-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            with open(side, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return side
+        except FileExistsError:
+            continue
+    raise StoreError(f"{file}: no free name for the side file of its torn last line ({side})")

@@ -29,6 +29,7 @@ from mcbio.data.shards import PackedShards, PackedStream, write_packed_shards
 from mcbio.files import atomic_dir
 from mcbio.data.tokenizer import load_tokenizer, train_bpe_tokenizer
 from mcbio.model.build import build_masked_lm
+from mcbio.train.checkpoints import repair_checkpoints
 from mcbio.train.composer_model import EncoderPretrainingModel
 from mcbio.train.optim import build_optimizer
 from mcbio.train.phases import BatchLR, PhaseSwitch, plan_phases
@@ -189,6 +190,8 @@ def pretrain(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, train_cfg: Tr
     # so that the ranks of a multi-task job can wait for rank 0's data preparation.
     dist.initialize_dist(training_device(), timeout=PROCESS_GROUP_TIMEOUT_S)
     with rank_zero_first():
+        if dist.get_global_rank() == 0:
+            repair_checkpoints(out_dir / "checkpoints")
         tokenizer = prepare_tokenizer(model_cfg, data_cfg, out_dir)
         shards = prepare_packed_data(data_cfg, tokenizer, out_dir)
     hf_model = build_masked_lm(model_cfg, tokenizer, train_cfg.seed)

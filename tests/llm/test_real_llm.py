@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -71,6 +73,28 @@ def test_annotation_of_48_french_passages_is_schema_valid(engine, french_passage
             assert r.value["type"] in CONTENT_TYPES and all(1 <= r.value[k] <= 10 for k in SCORE_KEYS)
     assert used.prompts >= 48 and used.prompt_tokens > 48 * 100 and used.generated_tokens >= 48 * 10
     assert used.seconds > 0 and engine.usage.engine_start_s > 0
+
+
+def test_the_engine_refuses_a_request_without_the_run_s_key(engine):
+    """Any user of a shared node reaches 127.0.0.1: the engine serves only this run's key (issue 25)."""
+    if engine.server is None:
+        engine.generate(["Bonjour"])
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(engine.server.url + "/v1/models", timeout=60)
+    assert err.value.code == 401
+
+
+def test_llamacpp_starts_with_cache_model_port_host_in_the_environment(llm_python, llm_model, monkeypatch):
+    """llama_cpp.server reads settings from variables of these names: the engine must not see the user's."""
+    for name, value in {"CACHE": "/scratch/cache", "MODEL": "/nowhere/model.gguf", "PORT": "tcp://10.0.0.1:80",
+                        "HOST": "login1"}.items():
+        monkeypatch.setenv(name, value)
+    backend = build_backend(llm_config("llamacpp", llm_python, max_new_tokens=8))
+    try:
+        [answer] = backend.generate(["Bonjour"])
+    finally:
+        backend.close()
+    assert isinstance(answer, str) and backend.usage.generated_tokens > 0
 
 
 def test_extraction_runs_through_the_curation_step(engine, e3c_documents):

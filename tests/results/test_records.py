@@ -33,8 +33,8 @@ def test_concurrent_store_writers_lose_and_duplicate_nothing(tmp_path, monkeypat
 
     read_lines = records_module.iter_jsonl
 
-    def slow_read(file):
-        yield from read_lines(file)
+    def slow_read(*args, **kwargs):
+        yield from read_lines(*args, **kwargs)
         # Widen the window between reading the keys and appending: an unlocked store duplicates.
         time.sleep(0.002)
 
