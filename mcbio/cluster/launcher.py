@@ -27,6 +27,7 @@ from mcbio.cluster.plan import Element, Plan, Stage
 from mcbio.cluster.registry import JobRegistry, alive_elements, is_running, running_lock, state_dir
 from mcbio.config.loader import ConfigError, load_config, to_yaml
 from mcbio.config.schema import RunConfig
+from mcbio.errors import run_command
 from mcbio.files import write_text_atomic
 
 T = TypeVar("T", bound=RunConfig)
@@ -258,8 +259,16 @@ def _closing(plan: Plan, failed: list, not_started: list[str], progress: Progres
 
 def launch(schema: type[T], config_file: str | Path | None, planner: Planner,
            argv: Sequence[str] | None = None) -> int:
-    """Load ``schema`` from ``config_file`` + ``argv`` overrides, plan it, then submit and follow."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Load ``schema`` from ``config_file`` + ``argv`` overrides, plan it, then submit and follow.
+
+    A user error (a config key, an unreadable file, a torn results store) ends it with one
+    ``error:`` line and exit 2; ``--debug`` among the overrides (or ``MCBIO_DEBUG=1``) shows the traceback.
+    """
+    return run_command(lambda rest: _launch(schema, config_file, planner, rest),
+                       list(sys.argv[1:] if argv is None else argv))
+
+
+def _launch(schema: type[T], config_file: str | Path | None, planner: Planner, argv: list[str]) -> int:
     try:
         cfg = load_config(schema, config_file, argv)
         backend = resolve_cluster(cfg.cluster)

@@ -16,6 +16,8 @@ from typing import Any, Iterable, Sequence, TypeVar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from mcbio.errors import UserError
+
 T = TypeVar("T")
 
 LIBRARY_PRESETS = Path(__file__).resolve().parent / "presets"
@@ -29,7 +31,7 @@ PACKAGE_PROFILES = (Path(__file__).resolve().parents[1] / "cluster" / "profiles"
 NON_SEMANTIC_KEYS = ("out_dir", "dry_run", "wait", "cluster", "resources", "tracking", "paths", "preset")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override is wrong; the message names the source and the key."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from mcbio.errors import UserError
 from mcbio.jsonl import iter_jsonl
 
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "resources" / "sample_corpus"
@@ -22,7 +23,7 @@ class Document:
     metadata: dict = field(default_factory=dict)
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus file is unreadable; the message names the file and line."""
 
 

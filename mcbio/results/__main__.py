@@ -62,4 +62,6 @@ def reference(cfg, check: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from mcbio.errors import run_command
+
+    raise SystemExit(run_command(main, sys.argv[1:]))

@@ -13,13 +13,14 @@ from typing import Any, Iterable, Mapping, Optional
 
 from filelock import FileLock
 
+from mcbio.errors import UserError
 from mcbio.jsonl import iter_jsonl, torn_tail_offset
 from mcbio.model.fingerprint import short
 
 log = logging.getLogger(__name__)
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A results-store file that cannot be read; the message is one line naming the file and line."""
 
 

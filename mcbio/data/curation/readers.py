@@ -24,9 +24,10 @@ from datatrove.utils.logging import logger
 
 from mcbio.config.curation import SourceConfig
 from mcbio.data.corpus import InvalidUtf8, find_invalid_utf8, first_invalid_in
+from mcbio.errors import UserError
 
 
-class BadDocument(ValueError):
+class BadDocument(UserError):
     """A source document that cannot be read (``on_bad_document: fail``); the message names file and line."""
 
 
