@@ -234,10 +234,18 @@ class ResultStore:
             if new:
                 # A complete last line without its newline (a hand edit) must not be glued to the first new one.
                 lead = "\n" if _ends_mid_line(file) else ""
-                with open(file, "a", encoding="utf-8") as handle:
-                    handle.write(lead + "".join(new))
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                size = file.stat().st_size if file.exists() else 0
+                try:
+                    with open(file, "a", encoding="utf-8") as handle:
+                        handle.write(lead + "".join(new))
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                except OSError:
+                    # A full disk (or quota) mid-write: take the partial line back out, so the store holds
+                    # whole records only and the caller's error is the whole story.
+                    with open(file, "r+b") as handle:
+                        handle.truncate(size)
+                    raise
             return len(new)
 
     def _set_aside_torn_tail(self, file: Path) -> Optional[Path]:
