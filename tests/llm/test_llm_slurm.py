@@ -33,9 +33,9 @@ def test_curation_smoke_with_vllm_on_slurm(shared_data, tmp_path, llm_python, ll
             # As the laptop study: rules split the passages (a 135M model answers extraction with the
             # prompt's own example passages, which the passage filter drops), the LLM labels them.
             "extraction.llm.backend=rules",
-            f"sources.journal.path={e3c / 'layer3_journal'}", "sources.journal.limit=8",
-            f"sources.leaflets.path={e3c / 'layer3_leaflets_sample'}", "sources.leaflets.limit=2",
-            f"sources.e3c_raw.path={e3c / 'layer3_journal'}", "sources.e3c_raw.limit=3",
+            f"sources.journal.path={e3c / 'layer3_journal'}", "sources.journal.limit=3",
+            f"sources.leaflets.path={e3c / 'layer3_leaflets_sample'}", "sources.leaflets.limit=1",
+            f"sources.e3c_raw.path={e3c / 'layer3_journal'}", "sources.e3c_raw.limit=1",
             "annotation.llm_sample_fraction=1.0", "pack.tokenizer_vocab_size=400", "pack.seq_len=128",
             # One element holds the engine: both cores and room for vLLM (the profile's 3 GB is for tiny jobs).
             "executor.tasks=1", "executor.llm_needs.cpus_per_task=2", "executor.llm_needs.mem_gb=10",
