@@ -5,6 +5,7 @@ Nothing is downloaded: models are built here, data comes from the repo or ../sha
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -149,3 +150,29 @@ def _user_outputs_untouched():
         shown = "\n".join(changes[:20]) + (f"\n... and {len(changes) - 20} more" if len(changes) > 20 else "")
         pytest.fail("this test wrote into the checkout's runs/ or results/ (give it out_dir/results_dir "
                     f"under tmp_path):\n{shown}", pytrace=False)
+
+
+def launch_refused(capsys, schema, config, planner, run_dir: Path, *overrides: str) -> str:
+    """Launch; assert it stopped before submitting (exit 2, no run directory); return its message."""
+    from mcbio.cluster.launcher import launch
+
+    rc = launch(schema, config, planner, [f"out_dir={run_dir}", *overrides])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not run_dir.exists(), "a run directory was created: something was submitted"
+    assert "nothing was submitted" in err or "config error" in err
+    return err
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, options: str):
+    """``folder`` as a fresh tmpfs mounted with ``options`` (needs root, as in CI; the test skips where mounts are refused)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mcbio.cluster.launcher import launch
+from tests.conftest import launch_refused, mounted_tmpfs
 from mcbio.config import PretrainRunConfig
 from mcbio.config.checks import Problems, check_utf8_corpus, check_writable_dir
 from mcbio.config.curation import CurationRunConfig, SourceConfig
@@ -34,14 +35,7 @@ BAD_LINE = 57  # 1-based: datatrove's own JsonlReader read the 56 lines before i
 BAD_BYTE = b"\xff"
 
 
-def refused(capsys, schema, config, planner, run_dir: Path, *overrides: str) -> str:
-    """Launch; assert it stopped before submitting (exit 2, no run directory); return its message."""
-    rc = launch(schema, config, planner, [f"out_dir={run_dir}", *overrides])
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert not run_dir.exists(), "a run directory was created: something was submitted"
-    assert "nothing was submitted" in err or "config error" in err
-    return err
+refused = launch_refused
 
 
 @pytest.fixture(scope="module")
@@ -240,16 +234,9 @@ def test_a_pretraining_launch_refuses_a_corpus_with_an_invalid_byte(tmp_path, ca
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    """A read-only tmpfs: unwritable even for root, who ignores permission bits; skipped where mounts are refused."""
-    import subprocess
-
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    """A read-only tmpfs: unwritable even for root, who ignores permission bits."""
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as folder:
+        yield folder
 
 
 def test_a_pretraining_launch_refuses_a_read_only_results_dir(tmp_path, capsys, read_only_folder):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,18 +12,14 @@ import torch
 
 from mcbio.results.records import ResultRecord, ResultStore
 from mcbio.train.checkpoints import repair_checkpoints
+from tests.conftest import mounted_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path) -> Path:
-    """A 256 KiB tmpfs (needs root, as in CI; skipped where mounts are refused)."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    """A 256 KiB tmpfs."""
+    with mounted_tmpfs(tmp_path / "disk", "size=256k") as folder:
+        yield folder
 
 
 def fill(disk: Path, leave: int) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 from mcbio.cluster.launcher import launch
+from tests.conftest import launch_refused
 from mcbio.config import PretrainRunConfig
 from mcbio.config.evaluation import EvaluateRunConfig
 from mcbio.pipelines.evaluate import plan_evaluation
@@ -17,14 +18,7 @@ PRETRAIN = REPO / "experiments" / "base_clm_detour" / "config.yaml"
 EVALUATE = REPO / "experiments" / "evaluate" / "config.yaml"
 
 
-def refused(capsys, schema, config, planner, run_dir: Path, *overrides: str) -> str:
-    """Launch; assert it stopped before submitting (exit 2, no run directory); return its message."""
-    rc = launch(schema, config, planner, [f"out_dir={run_dir}", *overrides])
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert not run_dir.exists(), "a run directory was created: something was submitted"
-    assert "nothing was submitted" in err or "config error" in err
-    return err
+refused = launch_refused
 
 
 def test_pretraining_with_an_unknown_evaluation_task(tmp_path, capsys):
