@@ -283,7 +283,6 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
 
     from mcbio.model.export import export_hf
     from mcbio.tracking import composer_wandb_logger
-    from mcbio.train.checkpoints import repair_checkpoints
     from mcbio.train.pretrain import PROCESS_GROUP_TIMEOUT_S, pretrain, rank_zero_first, training_device
 
     out_dir = Path(cfg.out_dir)
@@ -294,18 +293,16 @@ def pretrain_element(cfg: PretrainRunConfig) -> dict:
     # checkpoints only after rank 0 has set stale ones aside.
     dist.initialize_dist(training_device(), timeout=PROCESS_GROUP_TIMEOUT_S)
     inputs: dict = {}
-    repairs: list[str] = []
     clock = None
     with rank_zero_first():
         if dist.get_global_rank() == 0:
             inputs = input_fingerprint(cfg)
             set_aside_stale_state(out_dir, inputs, tuple(p for p in (getattr(getattr(cfg, section), key)
                                                                     for section, key in INPUT_PATH_KEYS) if p))
-            repairs = repair_checkpoints(out_dir / "checkpoints")
             clock = AttemptClock(out_dir).start()
     logger = composer_wandb_logger(cfg.tracking, name, out_dir, "pretrain", to_container(cfg))
     res = cfg.resources
-    hf_model, tokenizer, _, resumed_at = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,
+    hf_model, tokenizer, _, resumed_at, repairs = pretrain(cfg.model, cfg.data, cfg.train, out_dir, run_name=name,
                                                   expected_world_size=res.nodes * res.gpus_per_node,
                                                   loggers=[logger] if logger else [])
     if dist.get_global_rank() != 0:

@@ -177,21 +177,23 @@ def build_trainer(data_cfg: PretrainDataConfig, train_cfg: TrainConfig, model: E
 
 def pretrain(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, train_cfg: TrainConfig, out_dir: Path, *,
              run_name: str, expected_world_size: int = 0, loggers: Sequence[LoggerDestination] = (),
-             ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, EncoderPretrainingModel, int]:
+             ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, EncoderPretrainingModel, int, list[str]]:
     """Train every phase of ``train_cfg`` in ``out_dir`` (resuming from its checkpoints).
 
     ``run_name``: Composer's run name (checkpoint autoresume needs one); ``expected_world_size``:
     the GPUs the job asked for, checked against the ranks running (0 = no check);
     ``loggers``: Composer logger destinations built by the caller. Also returns the batch the
-    run resumed at (0 for a fresh start).
+    run resumed at (0 for a fresh start) and the checkpoint repairs made before resuming (rank 0; see
+    :func:`mcbio.train.checkpoints.repair_checkpoints`).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     # The process group is formed here rather than by the Trainer (which then reuses it),
     # so that the ranks of a multi-task job can wait for rank 0's data preparation.
     dist.initialize_dist(training_device(), timeout=PROCESS_GROUP_TIMEOUT_S)
+    repairs: list[str] = []
     with rank_zero_first():
         if dist.get_global_rank() == 0:
-            repair_checkpoints(out_dir / "checkpoints")
+            repairs = repair_checkpoints(out_dir / "checkpoints")
         tokenizer = prepare_tokenizer(model_cfg, data_cfg, out_dir)
         shards = prepare_packed_data(data_cfg, tokenizer, out_dir)
     hf_model = build_masked_lm(model_cfg, tokenizer, train_cfg.seed)
@@ -209,4 +211,4 @@ def pretrain(model_cfg: ModelConfig, data_cfg: PretrainDataConfig, train_cfg: Tr
     else:
         log.info("training already complete at %s: nothing to resume", trainer.state.timestamp.batch)
     trainer.close()
-    return hf_model, tokenizer, model, resumed_at
+    return hf_model, tokenizer, model, resumed_at, repairs
