@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from mcbio.config.loader import stable_hash
 from mcbio.config.schema import FinetuneConfig
-from mcbio.files import write_json_atomic
+from mcbio.files import read_json_object, write_json_atomic
 from mcbio.evaluate.caps import applied_caps
 from mcbio.evaluate.degenerate import degenerate_reason
 from mcbio.evaluate.heads import INIT_MODES
@@ -63,30 +64,50 @@ def _grid(cfg: FinetuneConfig) -> list[dict]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else []
 
 
-def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: FinetuneConfig, device: str,
-                           cache_dir: Path | None = None, init: str = "pretrained") -> dict:
-    """Best grid point on the validation split; cached so that array elements share one search."""
+def best_trial(trials: list[dict]) -> dict:
+    """The trial with the highest dev score; a tie goes to the lower learning rate, then to the
+    earlier grid point (a higher lr that only matches a lower one is not evidence for it)."""
+    top = max(t["dev_score"] for t in trials)
+    tied = [t for t in trials if t["dev_score"] == top]
+    return min(tied, key=lambda t: t["params"].get("lr", 0.0))  # min keeps the first of equal keys
+
+
+def search_cache_key(model_path: str, task: TaskSpec, cfg: FinetuneConfig, init: str = "pretrained") -> str:
+    """One search per (model fingerprint, task, fine-tuning settings): the model by content, not by
+    path, so a model retrained in the same folder searches again and a copy elsewhere reuses it."""
     from mcbio.model.fingerprint import model_fingerprint
 
-    grid = _grid(cfg)
-    # The model by content, not by path: a model retrained in the same folder searches again.
-    ident = [model_path, model_fingerprint(model_path, init), dataclasses.asdict(task), dataclasses.asdict(cfg)] + \
-        ([init] if init != "pretrained" else [])
-    key = stable_hash(ident)
-    cache = cache_dir / f"{task.name}-{key}.json" if cache_dir else None
-    if cache is not None and cache.is_file():
-        return json.loads(cache.read_text())
+    return stable_hash([model_fingerprint(model_path, init), init, dataclasses.asdict(task), dataclasses.asdict(cfg)])
+
+
+def search_hyperparameters(model_path: str, task: TaskSpec, splits: dict, cfg: FinetuneConfig, device: str,
+                           cache_dir: Path | None = None, init: str = "pretrained") -> dict:
+    """``{"best": params, "trials": [{"params", "dev_score"}, ...]}``: every grid point trained with
+    ``hp_search.seed`` and scored on the validation split, the best chosen by :func:`best_trial`.
+
+    Cached in ``cache_dir``; the array elements of one (model, task) take the cache's lock in turn,
+    so the first runs the search and the others read its choice instead of searching again.
+    """
+    if cache_dir is None:
+        return _search(model_path, task, splits, cfg, device, init)
+    cache = cache_dir / f"{task.name}-{search_cache_key(model_path, task, cfg, init)}.json"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache) + ".lock"):
+        found = read_json_object(cache)
+        if found is None:
+            found = _search(model_path, task, splits, cfg, device, init)
+            write_json_atomic(cache, found, indent=1)
+    return found
+
+
+def _search(model_path: str, task: TaskSpec, splits: dict, cfg: FinetuneConfig, device: str, init: str) -> dict:
     trials = []
-    for point in grid:
+    for point in _grid(cfg):
         trial_cfg = dataclasses.replace(cfg, **point, epochs=cfg.hp_search.epochs or cfg.epochs)
         res = finetune(model_path, task, splits, cfg.hp_search.seed, trial_cfg, device, init)
         trials.append({"params": point, "dev_score": res["dev_score"]})
         log.info("hp search %s %s: dev %.4f", task.name, point, res["dev_score"])
-    best = max(trials, key=lambda t: t["dev_score"])
-    found = {"best": best["params"], "trials": trials}
-    if cache is not None:
-        write_json_atomic(cache, found, indent=1)
-    return found
+    return {"best": best_trial(trials)["params"], "trials": trials}
 
 
 def evaluate_task(model_path: str, task_name: str | TaskSpec, seed: int, cfg: FinetuneConfig,
@@ -115,6 +136,7 @@ def evaluate_task(model_path: str, task_name: str | TaskSpec, seed: int, cfg: Fi
                                        Path(hp_cache_dir) if hp_cache_dir else None, init)
         cfg = dataclasses.replace(cfg, **found["best"])
         extra["hp_search"] = found["best"]
+        extra["hp_trials"] = found["trials"]
     result = finetune(model_path, task, splits, seed, cfg, device, init)
     degenerate = degenerate_reason(result["dev_history"], result.get("test_prediction_counts"),
                                    result.get("prediction_unit", "examples"))

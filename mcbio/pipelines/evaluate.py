@@ -263,7 +263,7 @@ def evaluate_element(el: EvalElementConfig) -> dict:
         "train_examples_per_s": round(res["train_examples_per_s"], 3), "dev_score": res["dev_score"],
         "dev_history": res["dev_history"], "max_length": res["max_length"], "sizes": res["sizes"],
         "device": res["device"], "degenerate": res["degenerate"], "caps": res["caps"],
-        **({"hp_search": res["hp_search"]} if "hp_search" in res else {}), **el.record_tags,
+        **{k: res[k] for k in ("hp_search", "hp_trials") if k in res}, **el.record_tags,
     }
     commit = git_commit()
     records = [ResultRecord(model=el.model_name, task=el.task.name, seed=el.seed, metric=metric, value=float(value),

@@ -104,6 +104,35 @@ def random_init_note(means: Mapping[str, Mapping[str, float]], models: Mapping[s
             f"fine-tuned alike), mean over {len(order)} tasks: {', '.join(gains)}.")
 
 
+def _setting(params: Mapping) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(params.items()))
+
+
+def selection_note(records: Iterable[ResultRecord], models: Mapping[str, str], labels: Mapping[str, str],
+                   order: Sequence[str]) -> str:
+    """The fine-tuning settings each model used per task: chosen on the validation split by
+    ``finetune.hp_search`` (``extra.hp_search`` of its records), or the one fixed setting."""
+    chosen: dict[str, dict[str, set[str]]] = {}
+    searched = False
+    for r in unique_records(records):
+        if r.extra.get("primary") and r.model in models.values() and r.task in order:
+            params = r.extra.get("hp_search")
+            searched |= params is not None
+            chosen.setdefault(r.model, {}).setdefault(r.task, set()).add(_setting(params) if params else "fixed")
+    if not searched:
+        return "Fine-tuning settings: one fixed setting for every model (no search on the validation split)."
+    parts = []
+    for key, model in models.items():
+        tasks = chosen.get(model)
+        if tasks:
+            cells = {t: " / ".join(sorted(tasks[t])) for t in order if t in tasks}
+            text = (next(iter(cells.values())) + " on every task" if len(set(cells.values())) == 1
+                    else ", ".join(f"{_task_label(t)} {v}" for t, v in cells.items()))
+            parts.append(f"{escape(labels[key])} {escape(text)}")
+    return "Fine-tuning settings chosen per model and task on the validation split (ties to the lower lr): " + \
+        "; ".join(parts) + "."
+
+
 def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecord], runs: Sequence[RunRecord],
                 models: Mapping[str, str], labels: Mapping[str, str], paper: tuple[str, str], tasks: Sequence[str],
                 caption: str, label: str, confidence: float = 0.95, decimal_comma: bool = False,
@@ -160,8 +189,9 @@ def study_table(records: Sequence[ResultRecord], reference: Sequence[ResultRecor
                                 confidence, dc))
     if "random_init" in shown and order:
         notes.append(random_init_note(means, models, labels, order, scale, dc))
-    notes.append(compute_line(runs, records, {labels[k]: models[k] for k in ("base", "a", "b", "random_init")
-                                              if k in shown}, dc, llm))
+    shown_models = {labels[k]: models[k] for k in ("base", "a", "b", "random_init") if k in shown}
+    notes.append(selection_note(records, {k: models[k] for k in shown}, labels, order))
+    notes.append(compute_line(runs, records, shown_models, dc, llm))
     if not refs:
         notes.append(r"Published columns empty: this results store has no reference records "
                      r"(\texttt{python -m mcbio.results reference}).")

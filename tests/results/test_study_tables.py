@@ -198,3 +198,21 @@ def test_a_model_with_records_of_two_weights_stops_the_table_unless_one_is_kept(
     old = numbers(next(line for line in study_table_of(SPEC, store, keep={"st-a": "none"}).splitlines()
                        if line.startswith("Medline &")))
     assert new[0] == pytest.approx(old[0] + 10.0, abs=0.05)
+
+
+def test_the_notes_say_each_models_chosen_settings_per_task(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    chosen = {"st-a": 1e-4, "st-b": 3e-4, "st-base": 1e-4, "st-base-random-init": 1e-3}
+
+    def lr(model: str, task: str) -> float:
+        return 3e-4 if (model, task) == ("st-a", "morfitt") else chosen[model]
+    store.add([ResultRecord(model=m, task=task, seed=seed, metric="f1", value=score(m, t, seed), config_hash="h",
+                            commit="c", extra={"primary": True, "hp_search": {"lr": lr(m, task)}})
+               for m in MODELS for t, task in enumerate(TASKS) for seed in SEEDS], "st")
+    line = note(study_table_of(SPEC, store), "chosen per model and task")
+    assert "detour EMEA lr 0.0001, Medline lr 0.0001, MORFITT lr 0.0003; control lr 0.0003 on every task; " \
+           "base lr 0.0001 on every task; random init lr 0.001 on every task." in line
+
+
+def test_without_a_search_the_notes_say_one_setting_served_every_model(store):
+    assert "one fixed setting for every model" in study_table_of(SPEC, store)
