@@ -37,6 +37,9 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from mcbio.files import read_json_object, write_json_atomic
+from mcbio.jsonl import iter_jsonl
+
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "experiments" / "laptop_study" / "config.yaml"
 # --smoke: the smoke study's base, a few fine-tuning examples, 2 seeds.
@@ -51,23 +54,20 @@ def split_corpus(src: Path, out: Path, every: int) -> tuple[Path, Path, dict]:
     """``src``'s JSONL(.gz) documents into ``out/train/`` and ``out/heldout.jsonl.gz`` (every ``every``-th)."""
     train_dir, heldout = out / "train", out / "heldout.jsonl.gz"
     counts_file = out / "split.json"
-    if counts_file.is_file():
-        return train_dir, heldout, json.loads(counts_file.read_text())
+    done = read_json_object(counts_file)
+    if done is not None:
+        return train_dir, heldout, done
     train_dir.mkdir(parents=True, exist_ok=True)
     counts = {"train": 0, "heldout": 0}
     files = sorted(p for p in src.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz")))
     with gzip.open(train_dir / "corpus.jsonl.gz", "wt", encoding="utf-8") as tr, \
             gzip.open(heldout, "wt", encoding="utf-8") as ho:
-        i = 0
-        for f in files:
-            with (gzip.open(f, "rt", encoding="utf-8") if f.suffix == ".gz" else f.open(encoding="utf-8")) as lines:
-                for line in lines:
-                    if line.strip():
-                        split = "heldout" if i % every == 0 else "train"
-                        (ho if split == "heldout" else tr).write(line if line.endswith("\n") else line + "\n")
-                        counts[split] += 1
-                        i += 1
-    counts_file.write_text(json.dumps(counts))
+        docs = (doc for f in files for _, doc in iter_jsonl(f))
+        for i, doc in enumerate(docs):
+            split = "heldout" if i % every == 0 else "train"
+            (ho if split == "heldout" else tr).write(json.dumps(doc, ensure_ascii=False) + "\n")
+            counts[split] += 1
+    write_json_atomic(counts_file, counts)
     return train_dir, heldout, counts
 
 
@@ -124,11 +124,10 @@ def heldout_rows(tokenizer, heldout: Path, seq_len: int, max_rows: int):
     import torch
 
     ids: list[int] = []
-    with gzip.open(heldout, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            ids += tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
-            if len(ids) >= max_rows * (seq_len - 2):
-                break
+    for _, doc in iter_jsonl(heldout):
+        ids += tokenizer(doc["text"], add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
+        if len(ids) >= max_rows * (seq_len - 2):
+            break
     body = seq_len - 2
     rows = [[tokenizer.cls_token_id, *ids[i:i + body], tokenizer.sep_token_id]
             for i in range(0, len(ids) - body + 1, body)][:max_rows]
@@ -141,10 +140,9 @@ def unigram_log_probs(tokenizer, train_dir: Path):
 
     counts = torch.ones(len(tokenizer), dtype=torch.float64)
     for f in sorted(train_dir.glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as lines:
-            for line in lines:
-                ids = tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"]
-                counts += torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=len(tokenizer)).double()
+        for _, doc in iter_jsonl(f):
+            ids = tokenizer(doc["text"], add_special_tokens=False)["input_ids"]
+            counts += torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=len(tokenizer)).double()
     return (counts / counts.sum()).log()
 
 
@@ -211,8 +209,7 @@ def finetune_all(jobs: list[tuple], parallel: int, cache: Path) -> list[dict]:
 
     done = {}
     if cache.is_file():
-        for line in cache.read_text().splitlines():
-            r = json.loads(line)
+        for _, r in iter_jsonl(cache):
             done[r["model"], r["task"], r["lr"], r["seed"]] = r
     todo = [j for j in jobs if (j[0], j[3].name, j[4].lr, j[5]) not in done]
     print(f"{len(jobs)} fine-tuning runs ({len(jobs) - len(todo)} done before), {parallel} at a time ...",
